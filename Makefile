@@ -1,0 +1,46 @@
+# Every target sets itself up on a fresh machine: a .venv, torch 2.13.0 first
+# (the CPU wheel on this machine; installing it first stops pip from pulling
+# several GB of CUDA packages), then the project with its dev extras.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+TORCH   ?= torch==2.13.0
+
+.PHONY: setup demo test test-fast lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## The main job: fine-tune the embedded MiniLM on the shipped demo data (CPU, a few minutes).
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/finetune train recipes/demo.yaml
+
+## The whole test suite (unit + integration; GLUE tests skip when ../shared/data is absent).
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+## Unit tests only (seconds).
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not integration and not distributed"
+
+lint: $(STAMP)
+	$(BIN)/ruff check finetune tests scripts
+	$(BIN)/ruff format --check finetune tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff format finetune tests scripts
+	$(BIN)/ruff check --fix finetune tests scripts
+
+## Benchmarks: print tables and write them to benchmarks/.
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

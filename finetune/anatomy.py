@@ -1,0 +1,166 @@
+"""Model anatomy: where the embeddings, encoder layers, pooler and task head of a model are.
+
+Every layer-aware recipe feature (freezing by layer, gradual unfreezing, layer-wise learning
+rates, re-initialisation, `finetune explain`) asks this module, never a model class directly,
+so supporting a new architecture means adding one row to `LAYOUTS`.
+
+Blocks are listed bottom-up: `embeddings`, `layer.0` (closest to the input) ... `layer.{N-1}`,
+`pooler` (when the model has one), `head` (everything the task adds on top of the encoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import FinetuneError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one architecture keeps its parts. Paths are module paths inside the full model;
+    `{base}` stands for the model's `base_model_prefix` (`bert`, `roberta`, ...)."""
+
+    embeddings: tuple[str, ...]
+    layers: str
+    pooler: str | None = None
+    shared_layers: bool = False  # ALBERT: one set of layer weights applied num_hidden_layers times
+    notes: str = ""
+
+
+_BERT_LIKE = Layout(embeddings=("{base}.embeddings",), layers="{base}.encoder.layer", pooler="{base}.pooler")
+
+LAYOUTS: dict[str, Layout] = {
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "camembert": _BERT_LIKE,
+    "electra": Layout(
+        embeddings=("{base}.embeddings", "{base}.embeddings_project"), layers="{base}.encoder.layer"
+    ),
+    "distilbert": Layout(embeddings=("{base}.embeddings",), layers="{base}.transformer.layer"),
+    "albert": Layout(
+        embeddings=("{base}.embeddings", "{base}.encoder.embedding_hidden_mapping_in"),
+        layers="{base}.encoder.albert_layer_groups",
+        pooler="{base}.pooler",
+        shared_layers=True,
+        notes="ALBERT applies one shared layer num_hidden_layers times: the layer can be frozen or "
+        "trained as a whole, but not one of its repetitions.",
+    ),
+    "deberta-v2": Layout(
+        embeddings=("{base}.embeddings", "{base}.encoder.rel_embeddings", "{base}.encoder.LayerNorm"),
+        layers="{base}.encoder.layer",
+        pooler="pooler",
+    ),
+    "deberta": Layout(
+        embeddings=("{base}.embeddings", "{base}.encoder.rel_embeddings"),
+        layers="{base}.encoder.layer",
+        pooler="pooler",
+    ),
+    "mpnet": Layout(
+        embeddings=("{base}.embeddings", "{base}.encoder.relative_attention_bias"),
+        layers="{base}.encoder.layer",
+        pooler="{base}.pooler",
+    ),
+    "modernbert": Layout(embeddings=("{base}.embeddings",), layers="{base}.layers"),
+}
+
+
+@dataclass
+class Anatomy:
+    """The parts of one loaded model, bottom-up, and which parameter belongs to which block."""
+
+    model_type: str
+    layout: Layout
+    embeddings: list[nn.Module]
+    layers: list[nn.Module]
+    pooler: nn.Module | None
+    head: list[nn.Module]
+    blocks: dict[str, list[str]] = field(default_factory=dict)  # block -> parameter names, in order
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def block_of(self, parameter_name: str) -> str:
+        for block, names in self.blocks.items():
+            if parameter_name in names:
+                return block
+        raise KeyError(parameter_name)
+
+    def block_modules(self, block: str) -> list[nn.Module]:
+        if block == "embeddings":
+            return list(self.embeddings)
+        if block == "pooler":
+            return [self.pooler] if self.pooler is not None else []
+        if block == "head":
+            return list(self.head)
+        return [self.layers[int(block.split(".")[1])]]
+
+
+def supported_architectures() -> list[str]:
+    return sorted(LAYOUTS)
+
+
+def _module(model: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def model_anatomy(model: nn.Module) -> Anatomy:
+    """Find the embeddings, encoder layers, pooler and head of a Hugging Face encoder model."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    layout = LAYOUTS.get(model_type or "")
+    if layout is None:
+        raise FinetuneError(
+            f"model: architecture '{model_type}' is not one finetune knows the layers of "
+            f"(supported: {', '.join(supported_architectures())}). Freezing by layer, layer-wise "
+            f"learning rates and gradual unfreezing need that; freeze by parameter-name regex "
+            f"instead (`freeze.patterns`), which works for any model."
+        )
+    base = model.base_model_prefix
+    resolve = lambda path: path.format(base=base)  # noqa: E731
+    embeddings = [m for p in layout.embeddings if (m := _module(model, resolve(p))) is not None]
+    layers_module = _module(model, resolve(layout.layers))
+    if not embeddings or layers_module is None:
+        raise FinetuneError(
+            f"model: a '{model_type}' model without the expected embeddings/layers "
+            f"({', '.join(layout.embeddings)}; {layout.layers}); this model class is not supported"
+        )
+    pooler = _module(model, resolve(layout.pooler)) if layout.pooler else None
+    prefixes = {
+        "embeddings": [resolve(p) for p in layout.embeddings],
+        **{f"layer.{i}": [f"{resolve(layout.layers)}.{i}"] for i in range(len(layers_module))},
+    }
+    if pooler is not None:
+        prefixes["pooler"] = [resolve(layout.pooler)]
+    blocks = _assign_parameters(model, prefixes)
+    head_owners = dict.fromkeys(name.rpartition(".")[0] for name in blocks["head"])
+    head = [model.get_submodule(owner) for owner in head_owners]
+    return Anatomy(
+        model_type=model_type,
+        layout=layout,
+        embeddings=embeddings,
+        layers=list(layers_module),
+        pooler=pooler,
+        head=head,
+        blocks=blocks,
+    )
+
+
+def _assign_parameters(model: nn.Module, prefixes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Put every parameter in exactly one block; what no prefix claims is the task head."""
+    blocks: dict[str, list[str]] = {block: [] for block in prefixes}
+    blocks["head"] = []
+    for name, _ in model.named_parameters():
+        owner = next(
+            (b for b, ps in prefixes.items() if any(name == p or name.startswith(p + ".") for p in ps)),
+            "head",
+        )
+        blocks[owner].append(name)
+    return blocks

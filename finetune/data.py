@@ -1,0 +1,321 @@
+"""Data: files or hub datasets -> checked, label-encoded, tokenized `datasets.Dataset`s.
+
+Everything that can be wrong with the data (a missing file or column, an empty split, a label in
+validation that train never had, a non-numeric regression target) is found here, before the
+model is loaded or a step is taken, and reported with the file and column at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError
+from .recipe.data import DataSection
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+BUILTIN_PREFIX = "builtin:"
+LABEL = "labels"  # the column name the models' forward() takes
+EXTENSION_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".parquet": "parquet",
+}
+
+
+@dataclass
+class TaskData:
+    """Raw (untokenized) splits with canonical columns: `text`, optional `text_pair`, `labels`."""
+
+    train: Dataset
+    validation: Dataset
+    task: str
+    label_names: list[str] | None  # classification: id -> name; regression: None
+    sources: dict[str, str] = field(default_factory=dict)  # split -> file path or hub id
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names) if self.label_names is not None else 1
+
+    @property
+    def is_pair(self) -> bool:
+        return "text_pair" in self.train.column_names
+
+
+def builtin_data_dir(name: str) -> Path:
+    """Folder of a data set that ships inside the package (`builtin:demo`)."""
+    folder = Path(__file__).resolve().parent / "datasets" / name
+    if not folder.is_dir():
+        parent = folder.parent
+        available = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        raise DataError(f"data.dir: no built-in data set '{name}'; built-in sets: {', '.join(available)}")
+    return folder
+
+
+def resolve_path(spec: DataSection, relative: str, key: str) -> Path:
+    """Resolve a `data.train`/`data.validation` path against `data.dir` and check it exists."""
+    base = Path.cwd()
+    if spec.dir is not None:
+        base = (
+            builtin_data_dir(spec.dir[len(BUILTIN_PREFIX) :])
+            if spec.dir.startswith(BUILTIN_PREFIX)
+            else Path(spec.dir)
+        )
+    path = Path(relative) if Path(relative).is_absolute() else base / relative
+    if not path.is_file():
+        hint = ""
+        if path.parent.is_dir():
+            near = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
+            hint = f" Files with similar names there: {', '.join(near)}." if near else ""
+        elif spec.dir is None:
+            hint = " Set `data.dir` to the folder that holds the data (e.g. `data.dir=../shared/data/glue`)."
+        raise DataError(f"data.{key}: file not found: {path}.{hint}")
+    return path
+
+
+def file_format(spec: DataSection, path: Path) -> str:
+    if spec.format != "auto":
+        return spec.format
+    fmt = EXTENSION_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"data: cannot tell the format of {path} from its extension; set `data.format` "
+            f"to one of csv, tsv, json, jsonl, parquet"
+        )
+    return fmt
+
+
+def _headerless_names(path: Path, delimiter: str) -> list[str]:
+    with path.open(encoding="utf-8-sig") as handle:
+        first = handle.readline().rstrip("\n\r")
+    return [str(i) for i in range(len(first.split(delimiter)))]
+
+
+def read_file(spec: DataSection, path: Path, split: str = "train") -> Dataset:
+    """Read one data file into a `datasets.Dataset` (cached by `datasets`)."""
+    from datasets import load_dataset
+
+    fmt = file_format(spec, path)
+    kwargs: dict[str, Any] = {}
+    if fmt in ("csv", "tsv"):
+        delimiter = "\t" if fmt == "tsv" else ","
+        kwargs = {"delimiter": delimiter, "encoding": "utf-8-sig", "keep_default_na": False}
+        if fmt == "tsv":
+            # GLUE's TSVs hold `"` characters that are text, not quoting.
+            kwargs["quoting"] = csv.QUOTE_NONE
+        if not spec.header:
+            kwargs["column_names"] = _headerless_names(path, delimiter)
+            kwargs["header"] = None
+        builder = "csv"
+    elif fmt in ("json", "jsonl"):
+        builder = "json"
+    else:
+        builder = "parquet"
+    try:
+        dataset = load_dataset(builder, data_files={"data": str(path)}, split="data", **kwargs)
+    except Exception as error:  # datasets raises many types for unreadable files
+        if "corresponds to no data" in str(error):
+            raise DataError(f"data.{split}: {path} has no rows") from None
+        raise DataError(f"data.{split}: could not read {path} as {fmt}: {error}") from None
+    renames = {c: c.lstrip("\ufeff").strip() for c in dataset.column_names if c != c.lstrip("\ufeff").strip()}
+    return dataset.rename_columns(renames) if renames else dataset
+
+
+def load_hub(spec: DataSection) -> dict[str, Dataset]:
+    """Load train (and validation) splits of a hub dataset; offline, say so clearly."""
+    from datasets import load_dataset
+
+    hub = spec.hub
+    assert hub is not None
+    splits = {"train": hub.train_split}
+    if hub.validation_split is not None:
+        splits["validation"] = hub.validation_split
+    loaded = {}
+    for role, split in splits.items():
+        try:
+            loaded[role] = load_dataset(hub.name, hub.config, split=split, revision=hub.revision)
+        except Exception as error:
+            raise DataError(
+                f"data.hub: could not load '{hub.name}' (config {hub.config!r}, split {split!r}) from the "
+                f"Hugging Face hub: {type(error).__name__}: {error}. Hub datasets need internet access "
+                f"(and HF_HUB_OFFLINE unset); offline, download the files and point `data.train` at them."
+            ) from None
+    return loaded
+
+
+def column_name(dataset: Dataset, column: str | int, key: str, source: str) -> str:
+    """The actual column for a recipe column reference (a name, or a 0-based position)."""
+    names = dataset.column_names
+    if isinstance(column, int):
+        if not 0 <= column < len(names):
+            raise DataError(
+                f"data.{key}: column position {column} is out of range for {source}, which has "
+                f"{len(names)} columns: {', '.join(names)}"
+            )
+        return names[column]
+    if column in names:
+        return column
+    near = difflib.get_close_matches(column, names, n=1)
+    hint = f" Did you mean '{near[0]}'?" if near else ""
+    raise DataError(
+        f"data.{key}: column '{column}' not found in {source}. Columns there: {', '.join(names)}.{hint}"
+    )
+
+
+def canonical_columns(dataset: Dataset, spec: DataSection, source: str, labelled: bool = True) -> Dataset:
+    """Keep the text, text-pair and label columns, renamed `text`, `text_pair`, `labels`."""
+    from datasets import Value
+
+    wanted = {"text": column_name(dataset, spec.text, "text", source)}
+    if spec.text_pair is not None:
+        wanted["text_pair"] = column_name(dataset, spec.text_pair, "text_pair", source)
+    if labelled:
+        wanted[LABEL] = column_name(dataset, spec.label, "label", source)
+    if len(set(wanted.values())) < len(wanted):
+        raise DataError(f"data: text, text_pair and label must be different columns (got {wanted})")
+    dataset = dataset.select_columns(list(wanted.values()))
+    dataset = dataset.rename_columns({old: new for new, old in wanted.items() if old != new})
+    for text_column in ("text", "text_pair"):
+        if text_column in dataset.column_names and dataset.features[text_column] != Value("string"):
+            dataset = dataset.cast_column(text_column, Value("string"))
+    return dataset
+
+
+def _check_not_empty(dataset: Dataset, split: str, source: str) -> None:
+    if len(dataset) == 0:
+        raise DataError(f"data.{split}: {source} has no rows")
+
+
+def _row_hint(index: int, source: str) -> str:
+    return f"row {index + 1} of {source}"
+
+
+def label_vocabulary(train: Dataset, source: str) -> list[str]:
+    """Sorted class names found in the training labels (numbers sort numerically)."""
+    values = train[LABEL]
+    for index, value in enumerate(values):
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            raise DataError(f"data.label: empty label in {_row_hint(index, source)}")
+    unique = set(values)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in unique):
+        return [str(v) for v in sorted(unique)]
+    return sorted(str(v) for v in unique)
+
+
+def encode_labels(dataset: Dataset, names: list[str], split: str, source: str) -> Dataset:
+    """Map class names to ids, checking every label is one train has."""
+    from datasets import ClassLabel
+
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in dataset[LABEL]} - set(index))
+    if unknown:
+        raise DataError(
+            f"data.{split}: labels {unknown} in {source} never occur in the training data "
+            f"(train labels: {names}). Fix the file, or add examples of them to train."
+        )
+    encoded = dataset.map(lambda batch: {LABEL: [index[str(v)] for v in batch[LABEL]]}, batched=True)
+    return encoded.cast_column(LABEL, ClassLabel(names=names))
+
+
+def float_targets(dataset: Dataset, split: str, source: str) -> Dataset:
+    """Regression targets as float32; a value that is not a number is an error naming the row."""
+    from datasets import Value
+
+    for i, value in enumerate(dataset[LABEL]):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"data.label: regression target {value!r} in {_row_hint(i, source)} is not a number"
+            ) from None
+    return dataset.cast_column(LABEL, Value("float32"))
+
+
+def split_validation(train: Dataset, spec: DataSection, seed: int, stratify: bool) -> tuple[Dataset, Dataset]:
+    """Hold out a seeded (and, for classification, label-stratified) share of train."""
+    stratify_by = LABEL if stratify else None
+    try:
+        parts = train.train_test_split(
+            test_size=spec.validation_fraction, seed=seed, stratify_by_column=stratify_by
+        )
+    except ValueError:  # a class too small to stratify: fall back to a plain seeded split
+        parts = train.train_test_split(test_size=spec.validation_fraction, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
+    """Read, check and label-encode the train and validation splits named by the recipe."""
+    if spec.hub is None and spec.train is None:
+        raise DataError(
+            "data: the recipe names no data. Set `data.train` (a csv/tsv/json/jsonl/parquet file) "
+            "or `data.hub.name` (a hub dataset), e.g. `finetune train RECIPE data.train=train.csv`"
+        )
+    raw, sources = _read_splits(spec)
+    train = canonical_columns(raw["train"], spec, sources["train"])
+    _check_not_empty(train, "train", sources["train"])
+    validation = None
+    if "validation" in raw:
+        validation = canonical_columns(raw["validation"], spec, sources["validation"])
+        _check_not_empty(validation, "validation", sources["validation"])
+
+    label_names = None
+    if task == "classification":
+        label_names = label_vocabulary(train, sources["train"])
+        if len(label_names) < 2:
+            raise DataError(
+                f"data.label: the training data has a single label {label_names} in column "
+                f"'{spec.label}'; classification needs at least two classes"
+            )
+        train = encode_labels(train, label_names, "train", sources["train"])
+        if validation is not None:
+            validation = encode_labels(validation, label_names, "validation", sources["validation"])
+    else:
+        train = float_targets(train, "train", sources["train"])
+        if validation is not None:
+            validation = float_targets(validation, "validation", sources["validation"])
+
+    if validation is None:
+        train, validation = split_validation(train, spec, seed, stratify=label_names is not None)
+        sources["validation"] = f"{spec.validation_fraction:.0%} of {sources['train']} (seed {seed})"
+    if spec.max_train_samples is not None and spec.max_train_samples < len(train):
+        train = train.shuffle(seed=seed).select(range(spec.max_train_samples))
+    if spec.max_eval_samples is not None and spec.max_eval_samples < len(validation):
+        validation = validation.select(range(spec.max_eval_samples))
+    return TaskData(train=train, validation=validation, task=task, label_names=label_names, sources=sources)
+
+
+def _read_splits(spec: DataSection) -> tuple[dict[str, Dataset], dict[str, str]]:
+    if spec.hub is not None:
+        splits = load_hub(spec)
+        name = spec.hub.name + (f"/{spec.hub.config}" if spec.hub.config else "")
+        return splits, {role: f"{name}[{role}]" for role in splits}
+    assert spec.train is not None
+    paths = {"train": resolve_path(spec, spec.train, "train")}
+    if spec.validation is not None:
+        paths["validation"] = resolve_path(spec, spec.validation, "validation")
+    return {role: read_file(spec, path, role) for role, path in paths.items()}, {
+        r: str(p) for r, p in paths.items()
+    }
+
+
+def tokenize(dataset: Dataset, tokenizer: Any, max_length: int) -> Dataset:
+    """Tokenize (truncating, not padding: batches are padded dynamically) and add a `length` column."""
+    pair = "text_pair" in dataset.column_names
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(
+            batch["text"], batch["text_pair"] if pair else None, truncation=True, max_length=max_length
+        )
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    drop = [c for c in ("text", "text_pair") if c in dataset.column_names]
+    return dataset.map(encode, batched=True, remove_columns=drop, desc="Tokenizing")

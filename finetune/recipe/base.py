@@ -1,0 +1,13 @@
+"""The base class of every recipe section."""
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """A recipe section: unknown keys are errors, every field documents itself.
+
+    `extra="forbid"` is the point: a misspelt key must never silently fall back to its default.
+    Field descriptions are the recipe reference (README, `finetune explain`).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)

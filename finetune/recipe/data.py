@@ -1,0 +1,74 @@
+"""`data:` where the examples come from and which columns hold text and labels."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import Section
+
+Column = str | int
+
+
+class HubDataset(Section):
+    name: str
+    """Hub dataset id, e.g. `glue` or `stanfordnlp/imdb` (needs internet)."""
+
+    config: str | None = None
+    """Dataset configuration, e.g. `sst2` for `glue`."""
+
+    train_split: str = "train"
+    """Split used for training."""
+
+    validation_split: str | None = "validation"
+    """Split used for validation; null to carve `data.validation_fraction` out of train."""
+
+    revision: str | None = None
+    """Dataset revision on the hub."""
+
+
+class DataSection(Section):
+    dir: str | None = None
+    """Folder that relative `train`/`validation` paths are resolved against (default: the current
+    directory). `builtin:demo` is the small sentiment set shipped with finetune."""
+
+    train: str | None = None
+    """Training file: `.csv`, `.tsv`, `.json`, `.jsonl` or `.parquet`."""
+
+    validation: str | None = None
+    """Validation file. When absent, a seeded, stratified `validation_fraction` of train is held out."""
+
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    """Share of the training file held out for validation when `validation` is not given."""
+
+    hub: HubDataset | None = None
+    """Load from the Hugging Face hub instead of files (needs internet)."""
+
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"
+    """File format; `auto` reads it from the file extension. TSV is read with no quote processing."""
+
+    header: bool = True
+    """Whether CSV/TSV files have a header row. Without one, columns are named by position: 0, 1, ..."""
+
+    text: Column = "text"
+    """Column with the (first) text: a name, or a 0-based position for files without a header."""
+
+    text_pair: Column | None = None
+    """Column with the second text of a sentence pair (MRPC, STS-B, NLI); null for single sentences."""
+
+    label: Column = "label"
+    """Column with the label: class names or ids for classification, a float for regression."""
+
+    max_length: int = Field(128, ge=8, le=8192)
+    """Token limit per example (pair texts share it); longer inputs are truncated."""
+
+    max_train_samples: int | None = Field(None, gt=0)
+    """Use only the first N training rows (after shuffling with the seed): quick runs, benchmarks."""
+
+    max_eval_samples: int | None = Field(None, gt=0)
+    """Use only the first N validation rows."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataSection":
+        if self.hub is not None and self.train is not None:
+            raise ValueError("give either `data.train` (files) or `data.hub` (hub dataset), not both")
+        return self

@@ -1,0 +1,47 @@
+"""`early_stopping:` stop when the validation metric stops improving, keep the best weights."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Section
+
+# The validation metrics each task reports without internet (see finetune/metrics.py).
+# `f1` is the positive-class F1 of binary tasks (GLUE's convention); `f1_macro` works for any.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "f1", "f1_macro", "mcc", "loss"),
+    "regression": ("pearson", "spearman", "mse", "loss"),
+}
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "pearson"}
+LOWER_IS_BETTER = ("loss", "mse")
+
+
+class EarlyStoppingSection(Section):
+    enabled: bool = True
+    """Stop early and restore the best weights. When false, the run trains to the end and still
+    restores the best evaluated weights."""
+
+    metric: str = "auto"
+    """Validation metric to watch: `auto` (accuracy for classification, pearson for regression),
+    `loss`, or any metric the task reports (accuracy, f1, f1_macro, mcc, pearson, spearman, mse)."""
+
+    mode: Literal["auto", "max", "min"] = "auto"
+    """Whether larger is better (`max`) or smaller (`min`); `auto` is min for loss/mse, max otherwise."""
+
+    patience: int = Field(3, ge=1)
+    """Stop after this many evaluations in a row without improvement (evaluations, not epochs)."""
+
+    min_delta: float = Field(0.0, ge=0)
+    """Smallest change that counts as an improvement (absolute, or a fraction when `relative`)."""
+
+    relative: bool = False
+    """Read `min_delta` as a fraction of the best value so far (0.01 = 1% better)."""
+
+    def watched_metric(self, task: str) -> str:
+        """The metric name this section watches for a task (resolving `auto`)."""
+        return DEFAULT_METRIC[task] if self.metric == "auto" else self.metric
+
+    def greater_is_better(self, task: str) -> bool:
+        if self.mode != "auto":
+            return self.mode == "max"
+        return self.watched_metric(task) not in LOWER_IS_BETTER

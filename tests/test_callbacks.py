@@ -1,0 +1,79 @@
+"""Early stopping: patience counted in evaluations, min_delta, restoring the best weights."""
+
+import torch
+from conftest import tiny_bert
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from finetune.callbacks import EarlyStopping
+
+
+def evaluate(stopper, model, step, value, args, state, control, key="eval_accuracy"):
+    state.global_step = step
+    stopper.on_evaluate(args, state, control, metrics={key: value}, model=model)
+
+
+def setup(tmp_path):
+    return TrainingArguments(output_dir=str(tmp_path), report_to="none"), TrainerState(), TrainerControl()
+
+
+def test_stops_after_patience_evaluations_without_improvement(tmp_path):
+    args, state, control = setup(tmp_path)
+    model = tiny_bert()
+    stopper = EarlyStopping("accuracy", greater_is_better=True, patience=2)
+    for step, value in [(10, 0.6), (20, 0.7), (30, 0.69)]:
+        evaluate(stopper, model, step, value, args, state, control)
+        assert not control.should_training_stop
+    evaluate(stopper, model, 40, 0.7, args, state, control)  # equal is not better
+    assert control.should_training_stop
+    assert stopper.best == 0.7 and stopper.best_step == 20
+    assert "step 40" in stopper.stop_reason()
+
+
+def test_restores_the_best_weights(tmp_path):
+    args, state, control = setup(tmp_path)
+    model = tiny_bert()
+    stopper = EarlyStopping("loss", greater_is_better=False, patience=5)
+    evaluate(stopper, model, 10, 0.5, args, state, control, key="eval_loss")
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # training moves on ...
+    evaluate(stopper, model, 20, 0.9, args, state, control, key="eval_loss")  # ... and gets worse
+    stopper.on_train_end(args, state, control, model=model)
+    assert stopper.restored
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, best[key]), key
+
+
+def test_min_delta_absolute_and_relative(tmp_path):
+    args, state, control = setup(tmp_path)
+    model = tiny_bert()
+    absolute = EarlyStopping("accuracy", True, patience=1, min_delta=0.05)
+    evaluate(absolute, model, 1, 0.80, args, state, control)
+    evaluate(absolute, model, 2, 0.84, args, state, control)  # +0.04 < 0.05: not an improvement
+    assert control.should_training_stop and absolute.best == 0.80
+
+    args, state, control = setup(tmp_path)
+    relative = EarlyStopping("accuracy", True, patience=1, min_delta=0.04, relative=True)
+    evaluate(relative, model, 1, 0.50, args, state, control)
+    evaluate(relative, model, 2, 0.519, args, state, control)  # needs > 0.52 (4% of 0.50)
+    assert control.should_training_stop
+    args, state, control = setup(tmp_path)
+    evaluate(relative, model, 3, 0.53, args, state, control)
+    assert relative.best == 0.53
+
+
+def test_disabled_never_stops_but_still_tracks_best(tmp_path):
+    args, state, control = setup(tmp_path)
+    model = tiny_bert()
+    stopper = EarlyStopping("accuracy", True, patience=1, enabled=False)
+    for step, value in [(1, 0.9), (2, 0.5), (3, 0.4)]:
+        evaluate(stopper, model, step, value, args, state, control)
+    assert not control.should_training_stop and stopper.best_step == 1
+
+
+def test_the_evaluation_before_training_is_not_a_candidate(tmp_path):
+    args, state, control = setup(tmp_path)
+    stopper = EarlyStopping("accuracy", True, patience=1)
+    evaluate(stopper, tiny_bert(), 0, 0.99, args, state, control)
+    assert stopper.best is None

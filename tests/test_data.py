@@ -1,0 +1,152 @@
+"""Data: file formats, columns, labels, splits, and the errors found before training."""
+
+import json
+
+import pytest
+from conftest import sentiment_rows, write_rows
+
+from finetune.data import load_task_data, tokenize
+from finetune.errors import DataError
+from finetune.recipe.data import DataSection
+
+
+def load(task="classification", seed=0, **data):
+    return load_task_data(DataSection(**data), task, seed)
+
+
+def test_string_labels_map_to_sorted_ids(sentiment_csv):
+    train, dev = sentiment_csv
+    data = load(train=str(train), validation=str(dev))
+    assert data.label_names == ["neg", "pos"]
+    assert data.train.features["labels"].names == ["neg", "pos"]
+    first = data.train[0]
+    assert first["text"] == "great film" and first["labels"] == 1
+
+
+def test_numeric_labels_sort_numerically(tmp_path):
+    rows = [{"text": f"t{i}", "label": label} for i, label in enumerate([10, 2, 2, 10, 1, 1])]
+    path = write_rows(tmp_path / "n.csv", rows)
+    data = load(train=str(path), validation=str(path))
+    assert data.label_names == ["1", "2", "10"]
+    assert data.train["labels"] == [2, 1, 1, 2, 0, 0]
+
+
+def test_tsv_keeps_quote_characters_and_strips_bom(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    lines = [
+        "\ufeffQuality\t#1 String\t#2 String",
+        '1\tHe said "yes\tShe said "no" twice',
+        '0\t"Quoted" start\tplain text',
+        "1\tthird\tfourth",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = load(
+        train=str(path), validation=str(path), text="#1 String", text_pair="#2 String", label="Quality"
+    )
+    assert data.is_pair
+    assert data.train["text"] == ['He said "yes', '"Quoted" start', "third"]
+    assert data.train["text_pair"][0] == 'She said "no" twice'
+
+
+def test_headerless_tsv_uses_positions(tmp_path):
+    path = tmp_path / "raw.tsv"
+    path.write_text("good stuff\t1\nbad stuff\t0\nfine stuff\t1\n", encoding="utf-8")
+    data = load(train=str(path), validation=str(path), header=False, text=0, label=1)
+    assert len(data.train) == 3
+    assert data.train["text"][0] == "good stuff"
+
+
+def test_jsonl_and_parquet(tmp_path):
+    rows = sentiment_rows(2)
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    parquet = tmp_path / "d.parquet"
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(parquet)
+    for path in (jsonl, parquet):
+        data = load(train=str(path), validation=str(path))
+        assert len(data.train) == len(rows)
+        assert data.label_names == ["neg", "pos"]
+
+
+def test_missing_file_is_an_error_naming_the_key(tmp_path):
+    with pytest.raises(DataError, match="data.train: file not found"):
+        load(train=str(tmp_path / "nope.csv"))
+
+
+def test_missing_file_suggests_similar_names(tmp_path, sentiment_csv):
+    train, _ = sentiment_csv
+    with pytest.raises(DataError, match="train.csv"):
+        load(dir=str(train.parent), train="trian.csv")
+
+
+def test_missing_column_lists_the_columns(sentiment_csv):
+    train, dev = sentiment_csv
+    with pytest.raises(DataError) as error:
+        load(train=str(train), validation=str(dev), text="sentence")
+    assert "column 'sentence' not found" in str(error.value)
+    assert "Columns there: text, label" in str(error.value)
+
+
+def test_empty_split_is_an_error(tmp_path, sentiment_csv):
+    train, _ = sentiment_csv
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    with pytest.raises(DataError, match="data.validation: .* has no rows"):
+        load(train=str(train), validation=str(empty))
+
+
+def test_validation_label_unknown_to_train_is_an_error(tmp_path, sentiment_csv):
+    train, _ = sentiment_csv
+    dev = write_rows(
+        tmp_path / "dev2.csv", [{"text": "meh", "label": "neutral"}, {"text": "ok", "label": "pos"}]
+    )
+    with pytest.raises(DataError, match=r"labels \['neutral'\] .* never occur in the training data"):
+        load(train=str(train), validation=str(dev))
+
+
+def test_single_class_is_an_error(tmp_path):
+    path = write_rows(tmp_path / "one.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "x"}])
+    with pytest.raises(DataError, match="single label"):
+        load(train=str(path), validation=str(path))
+
+
+def test_regression_target_must_be_numeric(tmp_path):
+    path = write_rows(tmp_path / "r.csv", [{"text": "a", "label": "1.5"}, {"text": "b", "label": "high"}])
+    with pytest.raises(DataError, match="regression target 'high' in row 2"):
+        load(task="regression", train=str(path), validation=str(path))
+
+
+def test_held_out_validation_is_seeded_and_stratified(sentiment_csv):
+    train, _ = sentiment_csv  # 48 rows, 24 per class
+    first = load(train=str(train), validation_fraction=0.25, seed=3)
+    again = load(train=str(train), validation_fraction=0.25, seed=3)
+    other = load(train=str(train), validation_fraction=0.25, seed=4)
+    assert len(first.validation) == 12
+    assert sorted(first.validation["labels"]) == [0] * 6 + [1] * 6  # stratified
+    assert first.validation["text"] == again.validation["text"]
+    assert first.validation["text"] != other.validation["text"] or first.train["text"] != other.train["text"]
+
+
+def test_no_data_is_an_error():
+    with pytest.raises(DataError, match="names no data"):
+        load()
+
+
+def test_builtin_demo_set():
+    data = load(dir="builtin:demo", train="train.csv", validation="dev.csv")
+    assert data.label_names == ["negative", "positive"]
+    assert len(data.train) >= 200 and len(data.validation) >= 60
+
+
+def test_tokenize_truncates_and_records_length(sentiment_csv, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    train, dev = sentiment_csv
+    data = load(train=str(train), validation=str(dev))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokens = tokenize(data.train, tokenizer, max_length=4)
+    assert set(tokens.column_names) >= {"input_ids", "attention_mask", "labels", "length"}
+    assert max(tokens["length"]) == 4
+    assert all(len(ids) == n for ids, n in zip(tokens["input_ids"], tokens["length"]))

@@ -1,0 +1,122 @@
+"""`finetune train` end to end on a tiny random model: the run folder and what it holds."""
+
+import json
+
+import pytest
+import torch
+
+from finetune.errors import FinetuneError
+from finetune.pipeline import train
+from finetune.recipe import load_recipe, validate_recipe
+
+
+def test_run_folder_holds_recipe_metrics_results_model_and_plots(tiny_recipe, tmp_path):
+    recipe = validate_recipe(tiny_recipe)
+    result = train(recipe)
+    run = result.run_dir
+    assert run == tmp_path / "run"
+    for name in ("recipe.yaml", "metrics.jsonl", "results.json", "lr.png", "loss.png", "metrics.png"):
+        assert (run / name).is_file(), name
+    assert (run / "model" / "model.safetensors").is_file()
+    assert not (run / "model" / "training_args.bin").exists()
+
+    # the resolved recipe reproduces the run's recipe exactly
+    assert load_recipe(run / "recipe.yaml") == recipe
+
+    results = json.loads((run / "results.json").read_text())
+    assert results["labels"] == ["neg", "pos"]
+    assert results["data"] == {
+        "train": 48,
+        "validation": 12,
+        "sources": {"train": tiny_recipe["data"]["train"], "validation": tiny_recipe["data"]["validation"]},
+    }
+    assert results["steps"] == 12  # 2 epochs x ceil(48 / 8)
+    assert results["metric"] == "accuracy"
+    assert results["best"]["step"] in (6, 12)
+    assert results["final_metrics"]["accuracy"] == results["best"]["value"]
+    assert set(results["initial_metrics"]) >= {"loss", "accuracy", "f1", "f1_macro", "mcc"}
+    assert results["train_samples_per_second"] > 0 and results["peak_rss_mb"] > 0
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_logs = [r for r in records if "loss" in r]
+    assert [r["step"] for r in train_logs] == list(range(1, 13))  # logging_steps: 1
+    assert sum("eval_accuracy" in r for r in records) == 1 + 2 + 1  # before, each epoch, after
+
+
+def test_logged_learning_rate_follows_warmup_and_linear_decay(tiny_recipe):
+    tiny_recipe["schedule"] = {"warmup_steps": 3}
+    result = train(validate_recipe(tiny_recipe))
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = {r["step"]: r["learning_rate"] for r in records if "learning_rate" in r}
+    peak, total = 1e-3, 12
+    # the LR logged at step s is the one used for optimizer step s (0-based s-1)
+    for step in (1, 2, 3, 4, 8, 12):
+        used = step - 1
+        expected = peak * used / 3 if used < 3 else peak * (total - used) / (total - 3)
+        assert logged[step] == pytest.approx(expected), step
+
+
+def test_saved_model_loads_with_plain_transformers(tiny_recipe):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    result = train(validate_recipe(tiny_recipe))
+    folder = result.run_dir / "model"
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    classify = pipeline("text-classification", model=str(folder))
+    assert classify("great film")[0]["label"] in {"neg", "pos"}
+    # the saved weights are the restored best weights
+    trained = result.trainer.model.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.allclose(value, trained[key].cpu()), key
+
+
+def test_existing_output_dir_is_never_overwritten(tiny_recipe, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "precious.txt").write_text("keep me")
+    with pytest.raises(FinetuneError, match="already exists; finetune never overwrites"):
+        train(validate_recipe(tiny_recipe))
+    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
+
+
+def test_frozen_layers_do_not_change(tiny_recipe):
+    from transformers import AutoModelForSequenceClassification
+
+    tiny_recipe["freeze"] = {"embeddings": True, "layers": ["0-1"]}
+    result = train(validate_recipe(tiny_recipe))
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_recipe["model"]["name"]).state_dict()
+    after = result.trainer.model.state_dict()
+    for key, value in after.items():
+        if key.startswith(("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1.")):
+            assert torch.equal(value.cpu(), before[key]), key
+    changed = [
+        k
+        for k in after
+        if k.startswith("bert.encoder.layer.3.") and not torch.equal(after[k].cpu(), before[k])
+    ]
+    assert changed
+    results = json.loads((result.run_dir / "results.json").read_text())
+    assert results["frozen_blocks"] == ["embeddings", "layer.0", "layer.1"]
+    assert results["trainable_parameters"] < results["total_parameters"]
+
+
+def test_regression_run(tiny_recipe, tmp_path):
+    from conftest import write_rows
+
+    rows = [
+        {"text": t, "label": float(i % 5)} for i, t in enumerate(["a b", "c d e", "f", "g h", "i j k l"] * 6)
+    ]
+    path = write_rows(tmp_path / "reg.csv", rows)
+    tiny_recipe["model"]["task"] = "regression"
+    tiny_recipe["data"] = {"train": str(path), "validation_fraction": 0.2, "max_length": 16}
+    tiny_recipe["training"]["epochs"] = 1
+    result = train(validate_recipe(tiny_recipe))
+    assert result.results["metric"] == "pearson"
+    assert set(result.results["final_metrics"]) >= {"pearson", "spearman", "mse", "loss"}
+    assert result.results["data"]["validation"] == 6
+
+
+def test_layer_out_of_range_fails_before_training(tiny_recipe):
+    tiny_recipe["freeze"] = {"layers": [7]}
+    with pytest.raises(FinetuneError, match="the model has 4 encoder layers"):
+        train(validate_recipe(tiny_recipe))
