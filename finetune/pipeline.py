@@ -53,7 +53,12 @@ def freeze_model(model: Any, recipe: Recipe) -> FreezeSummary:
 
 
 def build_trainer(
-    recipe: Recipe, model: Any, tokenizer: Any, data: TaskData, run_dir: Path
+    recipe: Recipe,
+    model: Any,
+    tokenizer: Any,
+    data: TaskData,
+    run_dir: Path,
+    callbacks: list[Any] | None = None,
 ) -> tuple[Any, EarlyStopping]:
     """The RecipeTrainer with tokenized data, metrics and the recipe's callbacks."""
     from transformers import DataCollatorWithPadding
@@ -82,13 +87,16 @@ def build_trainer(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics_function(task, data.num_labels, recipe.evaluation.extra_metrics),
-        callbacks=[early, JsonlLogger(run_dir / METRICS_FILE), RecipeProgress(early)],
+        callbacks=[early, JsonlLogger(run_dir / METRICS_FILE), RecipeProgress(early), *(callbacks or [])],
     )
     return trainer, early
 
 
-def train(recipe: Recipe, source: str | None = None) -> RunResult:
-    """Run a recipe end to end and write its run folder."""
+def train(recipe: Recipe, source: str | None = None, callbacks: list[Any] | None = None) -> RunResult:
+    """Run a recipe end to end and write its run folder.
+
+    `callbacks` are extra `TrainerCallback`s (e.g. a sweep's pruning reporter), run after ours.
+    """
     from transformers import set_seed
 
     started = time.time()
@@ -115,7 +123,7 @@ def train(recipe: Recipe, source: str | None = None) -> RunResult:
     if frozen.frozen_blocks:
         say(f"frozen: {', '.join(frozen.frozen_blocks)}")
 
-    trainer, early = build_trainer(recipe, model, tokenizer, data, run_dir)
+    trainer, early = build_trainer(recipe, model, tokenizer, data, run_dir, callbacks)
     initial = trainer.evaluate() if recipe.evaluation.before_training else {}
     if initial:
         say(f"before training: {format_metrics(initial)}")

@@ -60,3 +60,14 @@ def task_loss(
     if task == "regression":
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
     return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
+
+
+def loss_terms(
+    spec: RegularizationSection, task: str, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any
+) -> dict[str, torch.Tensor]:
+    """The named terms of the training loss (their sum backpropagates; each is logged).
+
+    `task` is the data loss; regularizers that add a penalty add a term of their own.
+    """
+    smoothing = spec.label_smoothing if model.training else 0.0
+    return {"task": task_loss(outputs.logits, inputs["labels"], task, smoothing)}

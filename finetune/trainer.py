@@ -19,7 +19,7 @@ from transformers.trainer_callback import ProgressCallback
 from .errors import FinetuneError
 from .optim import build_optimizer, param_groups
 from .recipe import Recipe
-from .regularization import task_loss
+from .regularization import loss_terms
 from .schedules import build_scheduler
 
 
@@ -103,9 +103,7 @@ class RecipeTrainer(Trainer):
         self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any
     ) -> dict[str, torch.Tensor]:
         """The named terms of the training loss; their sum is what backpropagates."""
-        labels = inputs["labels"]
-        smoothing = self.recipe.regularization.label_smoothing if model.training else 0.0
-        return {"task": task_loss(outputs.logits, labels, self.recipe.model.task, smoothing)}
+        return loss_terms(self.recipe.regularization, self.recipe.model.task, model, inputs, outputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         forward_inputs = {k: v for k, v in inputs.items() if k != "labels"}
