@@ -7,6 +7,7 @@ first optimizer step.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
 from .data import TaskData, load_task_data, tokenize
+from .errors import FinetuneError
 from .freezing import FreezeSummary, apply_freeze, summarize
 from .metrics import check_watched_metric, metrics_function
 from .modeling import load_model, load_tokenizer
@@ -92,17 +94,31 @@ def build_trainer(
     return trainer, early
 
 
-def train(recipe: Recipe, source: str | None = None, callbacks: list[Any] | None = None) -> RunResult:
-    """Run a recipe end to end and write its run folder.
+def check_evaluation_cadence(recipe: Recipe, planned_steps: int) -> None:
+    """Fail before training when step-based evaluation would never run (no best weights, no stopping)."""
+    every = recipe.evaluation.every
+    if every != "epoch" and every > planned_steps:
+        raise FinetuneError(
+            f"evaluation.every: {every} steps, but this run has only {planned_steps} optimizer steps, so it "
+            f"would never evaluate; set evaluation.every to at most {planned_steps} (or `epoch`)"
+        )
 
-    `callbacks` are extra `TrainerCallback`s (e.g. a sweep's pruning reporter), run after ours.
-    """
+
+@dataclass
+class Prepared:
+    """Everything a run needs, built and checked before the first optimizer step."""
+
+    data: TaskData
+    model: Any
+    frozen: FreezeSummary
+    trainer: Any
+    early: EarlyStopping
+    metric: str
+
+
+def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -> Prepared:
+    """Load and check data, model and trainer; every user error surfaces here, before training."""
     from transformers import set_seed
-
-    started = time.time()
-    run_dir = create_run_dir(recipe)
-    write_recipe(run_dir, recipe, source)
-    say(f"run folder: {run_dir}")
 
     set_seed(recipe.training.seed)
     task = recipe.model.task
@@ -124,6 +140,28 @@ def train(recipe: Recipe, source: str | None = None, callbacks: list[Any] | None
         say(f"frozen: {', '.join(frozen.frozen_blocks)}")
 
     trainer, early = build_trainer(recipe, model, tokenizer, data, run_dir, callbacks)
+    check_evaluation_cadence(recipe, trainer.planned_steps())
+    return Prepared(data=data, model=model, frozen=frozen, trainer=trainer, early=early, metric=metric)
+
+
+def train(recipe: Recipe, source: str | None = None, callbacks: list[Any] | None = None) -> RunResult:
+    """Run a recipe end to end and write its run folder.
+
+    `callbacks` are extra `TrainerCallback`s (e.g. a sweep's pruning reporter), run after ours.
+    A user error found while preparing removes the run folder this call created (it holds nothing
+    yet but the recipe), so a failed start leaves no half-made run behind.
+    """
+    started = time.time()
+    run_dir = create_run_dir(recipe)
+    write_recipe(run_dir, recipe, source)
+    say(f"run folder: {run_dir}")
+    try:
+        run = prepare(recipe, run_dir, callbacks)
+    except FinetuneError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    trainer, early = run.trainer, run.early
+
     initial = trainer.evaluate() if recipe.evaluation.before_training else {}
     if initial:
         say(f"before training: {format_metrics(initial)}")
@@ -136,12 +174,16 @@ def train(recipe: Recipe, source: str | None = None, callbacks: list[Any] | None
 
     if recipe.output.save_model:
         save_model(trainer, run_dir / MODEL_DIR)
-    results = collect_results(recipe, data, frozen, trainer, early, initial, final, output, train_seconds)
+    results = collect_results(
+        recipe, run.data, run.frozen, trainer, early, initial, final, output, train_seconds
+    )
     results["wall_seconds"] = round(time.time() - started, 2)
     write_results(run_dir, results)
     if recipe.output.plots:
-        plot_run(run_dir, read_metrics(run_dir), watched=metric)
-    say(f"{early.stop_reason()}; best {metric} {early.best} at step {early.best_step}. Results: {run_dir}")
+        plot_run(run_dir, read_metrics(run_dir), watched=run.metric)
+    say(
+        f"{early.stop_reason()}; best {run.metric} {early.best} at step {early.best_step}. Results: {run_dir}"
+    )
     return RunResult(run_dir=run_dir, results=results, trainer=trainer)
 
 

@@ -86,6 +86,11 @@ class RecipeTrainer(Trainer):
             if type(callback) is ProgressCallback:  # replaced by RecipeProgress
                 self.callback_handler.remove_callback(callback)
 
+    def planned_steps(self) -> int:
+        """Optimizer steps this run will take (before any early stop), as the Trainer computes them."""
+        values = self.set_initial_training_values(self.args, self.get_train_dataloader())
+        return values[-1]
+
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
             groups = param_groups(model if model is not None else self.model, self.recipe.optimizer)

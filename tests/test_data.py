@@ -150,3 +150,9 @@ def test_tokenize_truncates_and_records_length(sentiment_csv, tiny_model_dir):
     assert set(tokens.column_names) >= {"input_ids", "attention_mask", "labels", "length"}
     assert max(tokens["length"]) == 4
     assert all(len(ids) == n for ids, n in zip(tokens["input_ids"], tokens["length"]))
+
+
+def test_hub_dataset_offline_says_it_needs_internet(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="need internet access"):
+        load(hub={"name": "nyu-mll/glue", "config": "sst2"})

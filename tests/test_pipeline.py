@@ -116,7 +116,14 @@ def test_regression_run(tiny_recipe, tmp_path):
     assert result.results["data"]["validation"] == 6
 
 
-def test_layer_out_of_range_fails_before_training(tiny_recipe):
+def test_layer_out_of_range_fails_before_training_and_leaves_no_run_folder(tiny_recipe, tmp_path):
     tiny_recipe["freeze"] = {"layers": [7]}
     with pytest.raises(FinetuneError, match="the model has 4 encoder layers"):
+        train(validate_recipe(tiny_recipe))
+    assert not (tmp_path / "run").exists()
+
+
+def test_step_evaluation_that_would_never_run_is_an_error(tiny_recipe):
+    tiny_recipe["evaluation"]["every"] = 500  # the run has 12 steps
+    with pytest.raises(FinetuneError, match="evaluation.every: 500 steps, but this run has only 12"):
         train(validate_recipe(tiny_recipe))
