@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .errors import FinetuneError
 
@@ -33,13 +34,77 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import train
-    from .recipe import find_recipe, load_recipe
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """A recipe (optional when resuming), overrides, and the resume options of `train` and `launch`."""
+    parser.add_argument(
+        "recipe", nargs="?", help="recipe file or shipped name (with --resume: default the run's own)"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. optimizer.lr=3e-5"
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue this run folder from its newest complete checkpoint"
+    )
+    parser.add_argument(
+        "--allow-recipe-change",
+        action="store_true",
+        help="with --resume: continue although the recipe differs from the run's (the difference is recorded)",
+    )
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    train(recipe, source=str(find_recipe(args.recipe)))
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoints import load_train_recipe
+    from .pipeline import train
+
+    recipe, source, _ = load_train_recipe(args.recipe, args.overrides, args.resume)
+    train(recipe, source=source, resume=args.resume, allow_recipe_change=args.allow_recipe_change)
     return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from .checkpoints import load_train_recipe
+    from .launch import LaunchOptions, launch
+
+    recipe, source, overrides = load_train_recipe(args.recipe, args.overrides, args.resume)
+    passed = [source, *overrides]  # what each process gives `finetune train`
+    if args.resume:
+        passed += ["--resume", args.resume]
+    if args.allow_recipe_change:
+        passed.append("--allow-recipe-change")
+    options = LaunchOptions(
+        num_processes=args.num_processes,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        main_process_ip=args.main_process_ip,
+        main_process_port=args.main_process_port,
+        mixed_precision=args.mixed_precision,
+        cpu=args.cpu,
+        train_arguments=passed,
+    )
+    return launch(recipe, options, resuming=args.resume is not None)
+
+
+def add_launch_command(commands: argparse._SubParsersAction) -> None:
+    """`finetune launch`: `finetune train` on several processes/GPUs/machines via Accelerate."""
+    launch = commands.add_parser(
+        "launch",
+        help="run `finetune train` on several GPUs, processes or machines (Accelerate's launcher)",
+        description="Run `finetune train` once per process through Accelerate's launcher (torchrun). "
+        "The recipe's distributed: section picks DDP, DeepSpeed or FSDP.",
+    )
+    launch.add_argument(
+        "--num-processes", type=int, help="processes over all machines (default: the GPUs here, or 1)"
+    )
+    launch.add_argument("--num-machines", type=int, default=1, help="machines taking part (default 1)")
+    launch.add_argument("--machine-rank", type=int, default=0, help="this machine's rank, 0 to M-1")
+    launch.add_argument("--main-process-ip", help="address of machine rank 0 (several machines)")
+    launch.add_argument("--main-process-port", type=int, help="its port (default 29500; one machine: free)")
+    launch.add_argument(
+        "--mixed-precision", choices=["bf16", "fp16", "no"], help="overrides training.precision"
+    )
+    launch.add_argument("--cpu", action="store_true", help="run every process on the CPU (gloo)")
+    _add_train_arguments(launch)
+    launch.set_defaults(handler=cmd_launch)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -47,7 +112,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    explain(recipe, num_labels=args.num_labels)
+    explain(recipe, num_labels=args.num_labels, steps=args.steps, plot=None if args.no_plot else args.plot)
     return 0
 
 
@@ -60,6 +125,215 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(recipe.to_yaml_dict(), sort_keys=False), end="")
     print(f"# recipe '{args.recipe}' is valid", file=sys.stderr)
     return 0
+
+
+def cmd_plot_schedule(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe
+    from .schedule_plot import describe, plot_schedule, run_length, schedule_curves
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    length = run_length(recipe, args.steps, args.steps_per_epoch)
+    curves = schedule_curves(recipe, length)
+    for line in describe(recipe, curves, length):
+        print(line)
+    out = Path(args.out) if args.out else Path(f"{recipe.name or 'recipe'}-lr.png")
+    print(f"wrote {plot_schedule(recipe, curves, length, out)}")
+    return 0
+
+
+def add_schedule_command(commands: argparse._SubParsersAction) -> None:
+    """`plot-schedule`: the LR of a recipe over its run, without data or model weights."""
+    plot = commands.add_parser(
+        "plot-schedule", help="plot a recipe's learning rate over its run and print it at key steps"
+    )
+    _add_recipe_arguments(plot)
+    plot.add_argument("--steps", type=int, help="optimizer steps of the run (default: from the data size)")
+    plot.add_argument(
+        "--steps-per-epoch", type=float, help="optimizer steps per epoch (for schedules counted in epochs)"
+    )
+    plot.add_argument("--out", help="PNG path (default: <recipe name>-lr.png)")
+    plot.set_defaults(handler=cmd_plot_schedule)
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .lr_finder import describe, find_lr, write_recipe_with_lr
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    test, folder = find_lr(
+        recipe,
+        output=Path(args.output) if args.output else None,
+        start_lr=args.min,
+        end_lr=args.max,
+        steps=args.steps,
+        beta=args.smoothing,
+        diverge=args.diverge,
+    )
+    for line in describe(test):
+        print(line)
+    print(f"wrote {folder / 'lr_find.png'} and {folder / 'lr_find.csv'}")
+    if args.write:
+        lr = test.suggestions.get(args.pick)
+        if lr is None:
+            print(f"finetune: error: no '{args.pick}' suggestion, so --write wrote nothing", file=sys.stderr)
+            return 1
+        note = f"optimizer.lr {lr:.3g}: the '{args.pick}' suggestion of `finetune lr-find` ({folder})"
+        print(f"wrote {write_recipe_with_lr(recipe, lr, Path(args.write), note)} (optimizer.lr {lr:.3g})")
+    return 0
+
+
+def add_tuning_commands(commands: argparse._SubParsersAction) -> None:
+    """`lr-find`, `sweep` and `cv`: finding the learning rate and the recipe."""
+    lr_find = commands.add_parser(
+        "lr-find", help="LR range test: suggest optimizer.lr from a short run with a growing LR"
+    )
+    _add_recipe_arguments(lr_find)
+    lr_find.add_argument("--min", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    lr_find.add_argument("--max", type=float, default=1e-2, help="last learning rate (default 1e-2)")
+    lr_find.add_argument("--steps", type=int, default=100, help="optimizer steps, one per LR (default 100)")
+    lr_find.add_argument(
+        "--smoothing", type=float, default=0.9, help="EMA factor of the loss curve, in [0, 1) (default 0.9)"
+    )
+    lr_find.add_argument(
+        "--diverge", type=float, default=4.0, help="stop when the smoothed loss exceeds this x its minimum"
+    )
+    lr_find.add_argument("--output", help="folder for lr_find.png/.csv (default: <output.root>/lr-find-...)")
+    lr_find.add_argument("--write", metavar="PATH", help="write the recipe with the suggested optimizer.lr")
+    lr_find.add_argument(
+        "--pick", choices=["steepest", "min/10"], default="min/10", help="suggestion --write uses"
+    )
+    lr_find.set_defaults(handler=cmd_lr_find)
+
+
+def _input_columns(args: argparse.Namespace) -> dict:
+    """Column and file options for `predict`/`evaluate` (None: the run's recipe, or the default)."""
+    names = ("text", "text_pair", "label", "label_separator", "format")
+    columns = {name: getattr(args, name, None) for name in names}
+    columns = {
+        k: (int(v) if isinstance(v, str) and v.isdigit() and k != "label_separator" else v)
+        for k, v in columns.items()
+    }
+    if getattr(args, "no_header", False):
+        columns["header"] = False
+    return columns
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_file
+
+    records = predict_file(
+        args.source,
+        args.input,
+        args.output,
+        batch_size=args.batch_size,
+        columns=_input_columns(args),
+        threshold=args.threshold,
+        max_length=args.max_length,
+        device=args.device,
+    )
+    print(f"wrote {len(records):,} predictions to {args.output}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .callbacks import format_metrics
+    from .evaluation import evaluate_file
+
+    summary = evaluate_file(
+        args.source,
+        args.data,
+        output_dir=args.output_dir,
+        batch_size=args.batch_size,
+        columns=_input_columns(args),
+        threshold=args.threshold,
+        max_length=args.max_length,
+        device=args.device,
+    )
+    print(f"{summary['examples']:,} examples of {summary['data']}: {format_metrics(summary['metrics'])}")
+    print(
+        f"wrote evaluation.json, predictions.jsonl, {', '.join(summary['figures'])} to {summary['output_dir']}"
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+
+    print(compare_runs(args.runs, figure=None if args.no_plot else args.plot))
+    if not args.no_plot:
+        print(f"\nwrote {args.plot}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_run_documents
+
+    for path in write_run_documents(args.run):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_input_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "source", type=Path, help="a run folder (uses its model/ and recipe.yaml) or a model folder"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    parser.add_argument(
+        "--text", help=f"column of the {what} texts (default: the run's data.text, else 'text')"
+    )
+    parser.add_argument("--text-pair", help="column of the second text of sentence pairs")
+    parser.add_argument(
+        "--format",
+        choices=["csv", "tsv", "json", "jsonl", "parquet", "conll"],
+        help="file format (default: from the extension)",
+    )
+    parser.add_argument(
+        "--no-header", action="store_true", help="CSV/TSV without a header row (columns by position)"
+    )
+    parser.add_argument("--threshold", type=float, help="multi_label decision threshold (default: the run's)")
+    parser.add_argument("--max-length", type=int, help="token limit (default: the run's data.max_length)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+
+
+def add_model_commands(commands: argparse._SubParsersAction) -> None:
+    """`predict`, `evaluate`, `compare`, `report`: using and reading what runs left behind."""
+    predict = commands.add_parser("predict", help="predict labels for a file of texts with a trained model")
+    _add_input_options(predict, "input")
+    predict.add_argument(
+        "--input", type=Path, required=True, help="csv, tsv, json, jsonl or parquet (CoNLL for tagging)"
+    )
+    predict.add_argument(
+        "--output", type=Path, required=True, help="JSON-lines file: one prediction per input, in order"
+    )
+    predict.set_defaults(handler=cmd_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics and a confusion matrix of a trained model on a labelled file"
+    )
+    _add_input_options(evaluate, "labelled")
+    evaluate.add_argument("--data", type=Path, required=True, help="labelled file, read like training data")
+    evaluate.add_argument("--label", help="label column (default: the run's data.label, else 'label')")
+    evaluate.add_argument(
+        "--label-separator", help="multi_label: separator in label cells (default: the run's)"
+    )
+    evaluate.add_argument("--output-dir", type=Path, help="default: <run>/evaluations/<file name>")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="table of how runs differ and score, and their validation curves"
+    )
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="two or more run folders")
+    compare.add_argument(
+        "--plot", type=Path, default=Path("compare.png"), help="figure path (default compare.png)"
+    )
+    compare.add_argument("--no-plot", action="store_true", help="print the table only")
+    compare.set_defaults(handler=cmd_compare)
+
+    report = commands.add_parser("report", help="(re)write report.md and the model card of a run folder")
+    report.add_argument("run", type=Path, metavar="RUN_DIR")
+    report.set_defaults(handler=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = commands.add_parser("train", help="fine-tune a model as a recipe says; writes a run folder")
-    _add_recipe_arguments(train)
+    _add_train_arguments(train)
     train.set_defaults(handler=cmd_train)
+    add_launch_command(commands)
 
     explain = commands.add_parser(
         "explain", help="show what a recipe will do to the model (trainable blocks, LRs) without training"
@@ -86,13 +361,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-labels",
         type=int,
         default=None,
-        help="size of the task head (default: read from the data, else 2)",
+        help="size of the task head (default: read from the data, else 2); with it, no data is read",
     )
+    explain.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps of the run, for the schedule and unfreezing steps (default: from the data size)",
+    )
+    explain.add_argument(
+        "--plot", default="explain.png", help="where to write the plot (default: explain.png)"
+    )
+    explain.add_argument("--no-plot", action="store_true", help="do not write the plot")
     explain.set_defaults(handler=cmd_explain)
 
     validate = commands.add_parser("validate", help="check a recipe and print it fully resolved")
     _add_recipe_arguments(validate)
     validate.set_defaults(handler=cmd_validate)
+    add_model_commands(commands)
+    add_tuning_commands(commands)
+    add_schedule_command(commands)
     return parser
 
 
@@ -101,7 +389,7 @@ def run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         return handler(args)
     except FinetuneError as error:
         print(f"finetune: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return getattr(error, "exit_code", EXIT_USER_ERROR)  # a stopped run says why (faults.py)
     except KeyboardInterrupt:
         print("finetune: interrupted", file=sys.stderr)
         return 130
