@@ -72,16 +72,47 @@ def check_groups(model: nn.Module, groups: list[dict[str, Any]]) -> None:
 
 
 def build_optimizer(groups: list[dict[str, Any]], spec: OptimizerSection) -> torch.optim.Optimizer:
-    """The recipe's optimizer over the given groups (their `names`/`block` keys are kept for logs)."""
-    import torch
+    """The recipe's optimizer over the given groups (their `names`/`block` keys are kept for logs).
 
-    kwargs: dict[str, Any] = {"lr": spec.lr, "betas": spec.betas, "eps": spec.eps}
-    # foreach kernels batch the per-parameter updates; fused needs every param on one accelerator.
+    Each group carries its own `lr` and `weight_decay`; the constructor gets the optimizer's own
+    settings (betas, eps, momentum, `kwargs`). Where the class has a fused kernel and every parameter
+    sits on one CPU or CUDA device it is used, else the foreach (multi-tensor) one.
+    """
+    from .errors import FinetuneError
+    from .recipe.optimizer import BUILTIN_OPTIMIZERS, optimizer_arguments, optimizer_class
+
+    cls = optimizer_class(spec.name)
+    accepted, _ = optimizer_arguments(cls)
+    kwargs = {**optimizer_settings(spec, accepted), **spec.kwargs}
     devices = {p.device.type for g in groups for p in g["params"]}
-    if devices <= {"cuda", "cpu"} and len(devices) == 1:
-        kwargs["fused"] = True
+    wants_fused = "fused" in accepted and devices <= {"cuda", "cpu"} and len(devices) == 1
+    if wants_fused and "fused" not in spec.kwargs and "foreach" not in spec.kwargs:
+        try:
+            return cls(groups, **kwargs, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
+            pass
+    if "foreach" in accepted and "foreach" not in spec.kwargs and "fused" not in spec.kwargs:
+        kwargs["foreach"] = True
     try:
-        return torch.optim.AdamW(groups, **kwargs)
-    except (RuntimeError, TypeError):  # fused not supported on this device/dtype
-        kwargs.pop("fused", None)
-        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+        return cls(groups, **kwargs)
+    except (TypeError, ValueError) as error:
+        where = "optimizer.kwargs" if spec.kwargs else "optimizer"
+        name = BUILTIN_OPTIMIZERS.get(spec.name, spec.name)
+        raise FinetuneError(f"{where}: {name} rejected its settings {kwargs}: {error}") from None
+
+
+def optimizer_settings(spec: OptimizerSection, accepted: set[str]) -> dict[str, Any]:
+    """Constructor arguments from the recipe keys, for those the optimizer class takes."""
+    if spec.name == "adafactor":
+        # The LR comes from our schedule, without Adafactor's relative-step and parameter-scale
+        # tricks: the setting transformers documents for fine-tuning with Adafactor.
+        return {"lr": spec.lr, "scale_parameter": False, "relative_step": False, "warmup_init": False}
+    momentum = spec.momentum if spec.momentum is not None else (0.9 if spec.name == "sgd" else 0.0)
+    settings = {
+        "lr": spec.lr,
+        "betas": spec.betas,
+        "eps": spec.eps,
+        "momentum": momentum,
+        "nesterov": spec.nesterov,
+    }
+    return {key: value for key, value in settings.items() if key in accepted}
