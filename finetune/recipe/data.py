@@ -43,8 +43,10 @@ class DataSection(Section):
     hub: HubDataset | None = None
     """Load from the Hugging Face hub instead of files (needs internet)."""
 
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"
-    """File format; `auto` reads it from the file extension. TSV is read with no quote processing."""
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conll"] = "auto"
+    """File format; `auto` reads it from the file extension. TSV is read with no quote processing.
+    `conll` (token_classification): one word and its tag per line, blank lines between sentences;
+    with task `token_classification`, `auto` reads every file that is not JSON or Parquet as CoNLL."""
 
     header: bool = True
     """Whether CSV/TSV files have a header row. Without one, columns are named by position: 0, 1, ..."""
@@ -56,7 +58,13 @@ class DataSection(Section):
     """Column with the second text of a sentence pair (MRPC, STS-B, NLI); null for single sentences."""
 
     label: Column = "label"
-    """Column with the label: class names or ids for classification, a float for regression."""
+    """Column with the label: class names or ids for classification, a float for regression, a list
+    of names (JSON) or a `label_separator`-separated string (CSV/TSV) for multi_label, a list of tags
+    (JSON) for token_classification. For token_classification, `text` is then the column of word lists."""
+
+    label_separator: str = Field(",", min_length=1)
+    """`multi_label` only: the separator between labels in a CSV/TSV label cell (`sports,politics`;
+    an empty cell is an example with no label). JSON files give a list instead."""
 
     max_length: int = Field(128, ge=8, le=8192)
     """Token limit per example (pair texts share it); longer inputs are truncated."""

@@ -11,8 +11,17 @@ from .base import Section
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "f1", "f1_macro", "mcc", "loss"),
     "regression": ("pearson", "spearman", "mse", "loss"),
+    # micro/macro F1 over labels at model.threshold; subset accuracy = every label of a text right
+    "multi_label": ("f1_micro", "f1_macro", "precision_micro", "recall_micro", "subset_accuracy", "loss"),
+    # entity-level precision/recall/F1 (seqeval, CoNLL rules); accuracy over labelled tokens
+    "token_classification": ("f1", "precision", "recall", "accuracy", "loss"),
 }
-DEFAULT_METRIC = {"classification": "accuracy", "regression": "pearson"}
+DEFAULT_METRIC = {
+    "classification": "accuracy",
+    "regression": "pearson",
+    "multi_label": "f1_micro",
+    "token_classification": "f1",
+}
 LOWER_IS_BETTER = ("loss", "mse")
 
 
@@ -22,8 +31,11 @@ class EarlyStoppingSection(Section):
     restores the best evaluated weights."""
 
     metric: str = "auto"
-    """Validation metric to watch: `auto` (accuracy for classification, pearson for regression),
-    `loss`, or any metric the task reports (accuracy, f1, f1_macro, mcc, pearson, spearman, mse)."""
+    """Validation metric to watch: `auto` (accuracy for classification, pearson for regression,
+    f1_micro for multi_label, entity-level f1 for token_classification), `loss`, or any metric the
+    task reports (classification: accuracy, f1, f1_macro, mcc; regression: pearson, spearman, mse;
+    multi_label: f1_micro, f1_macro, precision_micro, recall_micro, subset_accuracy;
+    token_classification: f1, precision, recall, accuracy)."""
 
     mode: Literal["auto", "max", "min"] = "auto"
     """Whether larger is better (`max`) or smaller (`min`); `auto` is min for loss/mse, max otherwise."""

@@ -1,5 +1,7 @@
 """`output:` where a run is written and what it keeps."""
 
+from typing import Literal
+
 from .base import Section
 
 
@@ -15,3 +17,8 @@ class OutputSection(Section):
 
     plots: bool = True
     """Write PNG plots of the learning rate, losses and validation metric."""
+
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = []
+    """Experiment trackers that also receive every log, through the Trainer's integrations:
+    `tensorboard` writes `<run>/tensorboard` (`tensorboard --logdir <run>`); `wandb` and `mlflow`
+    need their package installed and configured."""
