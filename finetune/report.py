@@ -50,7 +50,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 def during_training(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records up to the Trainer's end-of-training summary (not the re-check of the best weights)."""
-    end = next((i for i, r in enumerate(records) if "train_runtime" in r), len(records))
+    end = next((i for i, r in enumerate(records) if "train_loss" in r), len(records))  # the summary
     return records[:end]
 
 

@@ -1,0 +1,263 @@
+"""`finetune predict` and `finetune evaluate`: run folders and model folders, every task, order kept."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import sentiment_rows, tiny_bert_config, write_rows
+
+from finetune.cli import main
+from finetune.errors import DataError
+from finetune.evaluation import evaluate_file
+from finetune.pipeline import train
+from finetune.predict import length_sorted_batches, load_predictor, predict_file
+from finetune.recipe import validate_recipe
+
+TEXTS = [
+    "great film",
+    "a mess",
+    "I loved it, truly wonderful and warm",
+    "boring",
+    "superb acting and a delight",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model_dir):
+    """One short classification run of the tiny model, shared by the tests of this module."""
+    folder = tmp_path_factory.mktemp("predict")
+    train_path = write_rows(folder / "train.csv", sentiment_rows(4))
+    dev_path = write_rows(folder / "dev.csv", sentiment_rows(1))
+    recipe = {
+        "name": "tiny",
+        "model": {"name": str(tiny_model_dir)},
+        "data": {"train": str(train_path), "validation": str(dev_path), "max_length": 16},
+        "optimizer": {"lr": 1e-3},
+        "training": {"epochs": 1, "batch_size": 8, "seed": 0},
+        "output": {"dir": str(folder / "run")},
+    }
+    result = train(validate_recipe(recipe))
+    return result.run_dir, dev_path
+
+
+def save_tiny(folder, tiny_model_dir, model_class, **config):
+    """An untrained tiny model of some task, saved with the tokenizer: a plain model folder."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model_class(tiny_bert_config(**config)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder
+
+
+def one_by_one(model_dir, texts, max_length=16):
+    """Logits of each text run alone (no padding, no sorting): the reference for batched prediction."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        return [
+            model(**tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt")).logits[0]
+            for t in texts
+        ]
+
+
+def test_batches_are_sorted_by_length_and_cover_every_example():
+    batches = length_sorted_batches([3, 9, 1, 7, 5], 2)
+    assert batches == [[1, 3], [4, 0], [2]]
+
+
+def test_predict_keeps_input_order_and_names_labels(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    source = write_rows(tmp_path / "texts.csv", [{"text": t, "id": i} for i, t in enumerate(TEXTS)])
+    records = predict_file(run_dir, source, tmp_path / "out.jsonl", batch_size=2)
+    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert written == records
+    assert [r["text"] for r in records] == TEXTS
+    expected = one_by_one(run_dir / "model", TEXTS)
+    for record, logits in zip(records, expected):
+        probabilities = torch.softmax(logits, -1).numpy()
+        assert set(record["probabilities"]) == {"neg", "pos"}
+        assert [record["probabilities"]["neg"], record["probabilities"]["pos"]] == pytest.approx(
+            probabilities, abs=1e-5
+        )
+        assert record["label"] == ["neg", "pos"][int(probabilities.argmax())]
+        assert record["score"] == pytest.approx(float(probabilities.max()), abs=1e-5)
+
+
+def test_predict_reads_tsv_and_jsonl(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    tsv = tmp_path / "texts.tsv"
+    tsv.write_text('text\n"quoted" start\nplain\n')
+    assert [r["text"] for r in predict_file(run_dir, tsv, tmp_path / "a.jsonl")] == [
+        '"quoted" start',
+        "plain",
+    ]
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": t}) for t in TEXTS[:3]))
+    assert len(predict_file(run_dir, jsonl, tmp_path / "b.jsonl")) == 3
+
+
+def test_plain_model_folder_with_a_column_option(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    source = write_rows(tmp_path / "s.csv", [{"sentence": t} for t in TEXTS])
+    records = predict_file(run_dir / "model", source, tmp_path / "o.jsonl", columns={"text": "sentence"})
+    assert [r["text"] for r in records] == TEXTS
+    predictor = load_predictor(run_dir / "model")
+    assert predictor.task == "classification" and predictor.label_names == ["neg", "pos"]
+
+
+def test_cli_predict_and_its_errors(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    source = write_rows(tmp_path / "texts.csv", [{"text": t} for t in TEXTS])
+    assert main(["predict", str(run_dir), "--input", str(source), "--output", str(tmp_path / "p.jsonl")]) == 0
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(TEXTS)
+    assert main(["predict", str(run_dir), "--input", str(tmp_path / "nope.csv"), "--output", "x.jsonl"]) == 2
+    assert "input file not found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--input", str(source), "--output", "x.jsonl"]) == 2
+    assert "neither a run folder" in capsys.readouterr().err
+    bad = write_rows(tmp_path / "bad.csv", [{"review": t} for t in TEXTS])
+    assert main(["predict", str(run_dir), "--input", str(bad), "--output", "x.jsonl"]) == 2
+    assert "column 'text' not found" in capsys.readouterr().err
+
+
+def test_evaluate_reproduces_the_validation_metrics_of_the_run(trained_run, tmp_path):
+    run_dir, dev_path = trained_run
+    summary = evaluate_file(run_dir, dev_path)
+    final = json.loads((run_dir / "results.json").read_text())["final_metrics"]
+    for name in ("accuracy", "f1", "f1_macro", "mcc"):
+        assert summary["metrics"][name] == pytest.approx(final[name]), name
+    folder = run_dir / "evaluations" / "dev"
+    assert summary["output_dir"] == str(folder)
+    for name in ("evaluation.json", "predictions.jsonl", "confusion_matrix.png"):
+        assert (folder / name).is_file(), name
+    assert json.loads((folder / "evaluation.json").read_text())["examples"] == 12
+
+
+def test_evaluate_rejects_labels_the_model_does_not_know(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    path = write_rows(tmp_path / "x.csv", [{"text": "fine", "label": "neutral"}])
+    with pytest.raises(DataError, match=r"labels \['neutral'\] in .*x.csv never occur"):
+        evaluate_file(run_dir, path, output_dir=tmp_path / "e")
+
+
+def test_multi_label_model_folder(tmp_path, tiny_model_dir):
+    from transformers import BertForSequenceClassification
+
+    labels = {0: "politics", 1: "sports"}
+    folder = save_tiny(
+        tmp_path / "ml",
+        tiny_model_dir,
+        BertForSequenceClassification,
+        problem_type="multi_label_classification",
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+        multi_label_threshold=0.5,
+    )
+    data = write_rows(
+        tmp_path / "ml.csv",
+        [
+            {"text": "vote", "label": "politics"},
+            {"text": "goal", "label": "sports,politics"},
+            {"text": "tea", "label": ""},
+        ],
+    )
+    records = predict_file(folder, data, tmp_path / "p.jsonl")
+    for record in records:
+        assert record["labels"] == [n for n, p in record["probabilities"].items() if p > 0.5]
+    everything = predict_file(folder, data, tmp_path / "q.jsonl", threshold=1e-6)
+    assert all(r["labels"] == ["politics", "sports"] for r in everything)
+    summary = evaluate_file(folder, data, output_dir=tmp_path / "eval", threshold=0.5)
+    assert set(summary["metrics"]) == {
+        "f1_micro",
+        "f1_macro",
+        "precision_micro",
+        "recall_micro",
+        "subset_accuracy",
+    }
+    assert (tmp_path / "eval" / "per_label.png").is_file()
+
+
+def test_regression_model_folder(tmp_path, tiny_model_dir):
+    from transformers import BertForSequenceClassification
+
+    folder = save_tiny(
+        tmp_path / "reg",
+        tiny_model_dir,
+        BertForSequenceClassification,
+        num_labels=1,
+        problem_type="regression",
+    )
+    data = write_rows(tmp_path / "r.csv", [{"text": t, "label": float(i)} for i, t in enumerate(TEXTS)])
+    records = predict_file(folder, data, tmp_path / "p.jsonl")
+    assert all(isinstance(r["score"], float) for r in records)
+    summary = evaluate_file(folder, data, output_dir=tmp_path / "eval")
+    assert set(summary["metrics"]) == {"pearson", "spearman", "mse"}
+    expected = np.mean((np.array([r["score"] for r in records]) - np.arange(5.0)) ** 2)
+    assert summary["metrics"]["mse"] == pytest.approx(expected, rel=1e-5)
+    assert (tmp_path / "eval" / "scatter.png").is_file()
+
+
+def test_token_classification_model_folder(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer, BertForTokenClassification
+
+    tags = {0: "B-LOC", 1: "B-PER", 2: "I-PER", 3: "O"}
+    folder = save_tiny(
+        tmp_path / "ner",
+        tiny_model_dir,
+        BertForTokenClassification,
+        num_labels=4,
+        id2label=tags,
+        label2id={v: k for k, v in tags.items()},
+    )
+    untagged = tmp_path / "words.conll"
+    untagged.write_text("Ada\nLovelace\nlived\nin\nLondon\n\nParis\n")
+    records = predict_file(folder, untagged, tmp_path / "p.jsonl")
+    assert [r["tokens"] for r in records] == [["Ada", "Lovelace", "lived", "in", "London"], ["Paris"]]
+    # each word's tag is the arg-max at its first sub-word
+    model = BertForTokenClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoded = tokenizer(records[0]["tokens"], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**encoded).logits[0]
+    firsts = [encoded.word_ids().index(i) for i in range(5)]
+    assert records[0]["tags"] == [tags[int(logits[p].argmax())] for p in firsts]
+    assert all(set(e) == {"type", "start", "end", "text"} for r in records for e in r["entities"])
+
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text(json.dumps({"text": "Ada lived in Paris"}) + "\n")  # a string column is split on spaces
+    assert predict_file(folder, jsonl, tmp_path / "q.jsonl")[0]["tokens"] == ["Ada", "lived", "in", "Paris"]
+
+    tagged = tmp_path / "gold.conll"
+    tagged.write_text("Ada B-PER\nLovelace I-PER\nlived O\n\nParis B-LOC\n")
+    summary = evaluate_file(folder, tagged, output_dir=tmp_path / "eval")
+    assert set(summary["metrics"]) == {"f1", "precision", "recall", "accuracy"}
+    assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
+
+
+def test_adapter_folder_predicts_like_the_adapted_model(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from finetune.adapters import add_adapters, save_adapted
+    from finetune.recipe.peft import PeftSection
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    model.config.id2label, model.config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
+    wrapper = add_adapters(model, PeftSection(method="lora"), "classification", [])
+    with torch.no_grad():  # move the adapters away from their zero start
+        for name, parameter in model.named_parameters():
+            if ".lora_B." in name:
+                parameter.normal_(0, 0.5)
+    save_adapted(wrapper, tmp_path / "adapter", "adapter", AutoTokenizer.from_pretrained(tiny_model_dir))
+    source = write_rows(tmp_path / "t.csv", [{"text": t} for t in TEXTS])
+    records = predict_file(tmp_path / "adapter", source, tmp_path / "p.jsonl")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model.eval()
+    with torch.no_grad():
+        for record, text in zip(records, TEXTS):
+            logits = model(**tokenizer(text, truncation=True, max_length=512, return_tensors="pt")).logits[0]
+            assert record["probabilities"]["pos"] == pytest.approx(
+                float(torch.softmax(logits, -1)[1]), abs=1e-5
+            )

@@ -1,0 +1,121 @@
+"""What a run leaves for people: report.md, the model card, and TensorBoard logs."""
+
+import json
+
+import pytest
+import yaml
+from conftest import sentiment_rows, write_rows
+
+from finetune.cli import main
+from finetune.errors import FinetuneError
+from finetune.pipeline import train
+from finetune.recipe import validate_recipe
+from finetune.report import changed_keys, read_run, write_report
+from finetune.trainer import trackers
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir):
+    folder = tmp_path_factory.mktemp("report")
+    recipe = {
+        "name": "tiny-report",
+        "model": {"name": str(tiny_model_dir)},
+        "data": {
+            "train": str(write_rows(folder / "train.csv", sentiment_rows(4))),
+            "validation": str(write_rows(folder / "dev.csv", sentiment_rows(1))),
+            "max_length": 16,
+        },
+        "freeze": {"embeddings": True, "layers": [0]},
+        "optimizer": {"lr": 1e-3},
+        "training": {"epochs": 2, "batch_size": 8, "logging_steps": 2, "seed": 0},
+        "output": {"dir": str(folder / "run"), "report_to": ["tensorboard"]},
+    }
+    return train(validate_recipe(recipe)).run_dir
+
+
+def test_report_tells_the_story_of_the_run(run_dir):
+    text = (run_dir / "report.md").read_text()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert text.startswith("# Run `tiny-report`")
+    for heading in (
+        "## Results",
+        "### Every evaluation",
+        "## Curves",
+        "## What trained",
+        "## Recipe",
+        "## Data",
+        "## Time and memory",
+        "## Reproduce and use",
+    ):
+        assert heading in text, heading
+    best = results["best"]
+    assert f"The best validation accuracy was **{best['value']:.4f}** at step {best['step']}" in text
+    assert f"| {best['step']} | " in text and "← best" in text
+    for image in ("lr.png", "loss.png", "metrics.png"):
+        assert f"]({image})" in text and (run_dir / image).is_file()
+    assert "- Frozen: embeddings, layer.0." in text
+    assert f"{results['trainable_parameters']:,} of {results['total_parameters']:,}" in text
+    assert "| `optimizer.lr` | `0.001` |" in text and "| `training.epochs` | `2` |" in text
+    assert "output.dir" not in text.split("## Recipe")[1].split("## Data")[0]  # bookkeeping, not a choice
+    assert "peak memory (process RSS)" in text and "training time" in text
+
+
+def test_changed_keys_compare_with_the_defaults():
+    from finetune.recipe import Recipe
+
+    recipe = Recipe().to_yaml_dict()
+    recipe["optimizer"]["lr"] = 5e-5
+    recipe["output"]["dir"] = "somewhere"
+    assert changed_keys(recipe) == {"optimizer.lr": 5e-5}
+
+
+def test_model_card_has_metadata_use_data_and_results(run_dir):
+    text = (run_dir / "model" / "README.md").read_text()
+    front = yaml.safe_load(text.split("---")[1])
+    assert front["library_name"] == "transformers" and front["pipeline_tag"] == "text-classification"
+    assert "accuracy" in front["metrics"] and "base_model" not in front  # a local folder has no hub id
+    for heading in (
+        "## Intended use and limitations",
+        "## Training data",
+        "## Training procedure",
+        "## Evaluation results",
+        "## How to use",
+    ):
+        assert heading in text, heading
+    assert "assigns one of the labels (neg, pos) to a text" in text
+
+
+def test_tensorboard_receives_training_and_evaluation_logs(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = run_dir / "tensorboard"
+    assert any(logs.glob("events.out.tfevents.*"))
+    scalars = set()
+    for events in logs.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        scalars |= set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/learning_rate", "eval/accuracy", "eval/loss"} <= scalars
+
+
+def test_missing_tracker_package_is_a_clear_error():
+    assert trackers([]) == "none"
+    assert trackers(["tensorboard"]) == ["tensorboard"]
+    pytest.importorskip("transformers.integrations")
+    from transformers.integrations import is_wandb_available
+
+    if not is_wandb_available():
+        with pytest.raises(FinetuneError, match="output.report_to: 'wandb' needs its package"):
+            trackers(["wandb"])
+
+
+def test_report_command_rewrites_and_handles_unfinished_runs(run_dir, tmp_path, capsys):
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.md").is_file() and "report.md" in capsys.readouterr().out
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "recipe.yaml").write_text((run_dir / "recipe.yaml").read_text())
+    assert "it did not finish" in write_report(unfinished).read_text()
+    with pytest.raises(FinetuneError, match="not a run folder"):
+        read_run(tmp_path)
