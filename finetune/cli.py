@@ -184,6 +184,28 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .recipe import find_recipe, load_recipe
+    from .sweep import describe, load_sweep_file, reopen_sweep, run_sweep, start_sweep
+
+    if args.resume:
+        if args.recipe or args.sweep:
+            raise FinetuneError("sweep: give either RECIPE SWEEP (and --output) or --resume DIR, not both")
+        sweep = reopen_sweep(Path(args.resume))
+    else:
+        if not args.sweep:
+            raise FinetuneError("sweep: give a recipe and a sweep file: finetune sweep RECIPE SWEEP.yaml")
+        recipe = load_recipe(args.recipe, args.overrides)
+        spec = load_sweep_file(args.sweep)
+        output = Path(args.output) if args.output else None
+        sweep = start_sweep(recipe, spec, output, args.sweep, str(find_recipe(args.recipe)))
+    for line in describe(run_sweep(sweep), sweep.folder):
+        print(line)
+    return 0
+
+
 def add_tuning_commands(commands: argparse._SubParsersAction) -> None:
     """`lr-find`, `sweep` and `cv`: finding the learning rate and the recipe."""
     lr_find = commands.add_parser(
@@ -205,6 +227,20 @@ def add_tuning_commands(commands: argparse._SubParsersAction) -> None:
         "--pick", choices=["steepest", "min/10"], default="min/10", help="suggestion --write uses"
     )
     lr_find.set_defaults(handler=cmd_lr_find)
+
+    sweep = commands.add_parser(
+        "sweep", help="hyper-parameter search over recipe keys (Optuna: grid, random, TPE; pruning)"
+    )
+    sweep.add_argument("recipe", nargs="?", help="recipe file, or the name of a shipped recipe")
+    sweep.add_argument("sweep", nargs="?", help="sweep file (*.sweep.yaml), or the name of a shipped one")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides for every trial")
+    sweep.add_argument(
+        "--output", help="sweep folder (default: <output.root>/sweep-...); an existing one is resumed"
+    )
+    sweep.add_argument(
+        "--resume", metavar="DIR", help="continue the sweep in DIR (another worker may share it)"
+    )
+    sweep.set_defaults(handler=cmd_sweep)
 
 
 def _input_columns(args: argparse.Namespace) -> dict:

@@ -1,0 +1,658 @@
+"""`finetune sweep`: hyper-parameter search over recipe keys with Optuna.
+
+A sweep file (`finetune/recipe/sweep.py`) names recipe keys and their values or ranges; every
+trial is the base recipe with those keys set, trained by the ordinary `finetune train` pipeline
+into its own run folder inside the sweep folder:
+
+    <sweep>/
+      recipe.yaml, sweep.yaml   the base recipe and the sweep file, resolved (a resume checks them)
+      study.db                  Optuna's storage (SQLite): a stopped sweep resumes from it
+      trial-000/ ...            one ordinary run folder per trial
+      results.csv, results.md   every trial, best first
+      sweep.png, curves.png     metric against each swept key; each trial's metric over steps
+      best.yaml                 the winning trial's recipe, ready for `finetune train`
+
+Search (Akiba et al., 2019, "Optuna"): `random` (RandomSampler), `tpe` (TPESampler, Bergstra et
+al., 2011), `grid` (every combination enqueued as a fixed trial with `Study.enqueue_trial`, so that
+an interrupted combination is queued again on resume; GridSampler counts a failed combination as
+visited and would skip it). Pruning: each evaluation reports the watched metric to Optuna; when
+its MedianPruner says so, the trial stops and is marked pruned. Several processes can work on one
+sweep at the same time (`finetune sweep --resume DIR` in each): they share the budget and the
+study through the SQLite file.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+from transformers import TrainerCallback
+
+from .errors import FinetuneError, RecipeError
+from .recipe import Recipe, parse_yaml, shipped_recipes_dir, validate_recipe
+from .recipe.loading import deep_merge
+from .recipe.sweep import RangeSpec, SweepFile
+
+if TYPE_CHECKING:
+    import optuna
+
+SWEEP_SUFFIX = ".sweep.yaml"
+STORAGE_FILE = "study.db"
+STUDY_NAME = "finetune-sweep"
+BASE_RECIPE_FILE = "recipe.yaml"
+SWEEP_FILE = "sweep.yaml"
+BEST_FILE = "best.yaml"
+EVAL_PREFIX = "eval_"
+
+
+class SweepError(FinetuneError):
+    """A sweep file or sweep folder is invalid."""
+
+
+class TrialError(FinetuneError):
+    """One trial cannot run (its combination of values makes an invalid recipe, or training refused it)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep files
+
+
+def find_sweep_file(reference: str) -> Path:
+    """A sweep file by path, or the name of one shipped in `recipes/sweeps/` (`demo-lr`)."""
+    path = Path(reference)
+    if path.is_file():
+        return path.resolve()
+    shipped = shipped_recipes_dir() / "sweeps"
+    name = reference if reference.endswith(SWEEP_SUFFIX) else f"{reference}{SWEEP_SUFFIX}"
+    if (shipped / name).is_file():
+        return (shipped / name).resolve()
+    names = sorted(p.name.removesuffix(SWEEP_SUFFIX) for p in shipped.glob(f"*{SWEEP_SUFFIX}"))
+    raise SweepError(f"sweep file '{reference}' not found (nor in {shipped}; shipped: {', '.join(names)})")
+
+
+def load_sweep_file(reference: str | Path) -> SweepFile:
+    """Read and validate a sweep file; every problem is reported at once, naming the key."""
+    path = find_sweep_file(str(reference))
+    data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: a sweep file must be a mapping (method, trials, space, ...)")
+    data.setdefault("name", path.name.removesuffix(SWEEP_SUFFIX).removesuffix(".yaml"))
+    return validate_sweep_file(data, str(path))
+
+
+def validate_sweep_file(data: dict, source: str = "sweep file") -> SweepFile:
+    try:
+        return SweepFile.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors(include_url=False):
+            where = ".".join(str(p) for p in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                from .recipe.loading import _unknown_key_message
+
+                owner = SweepFile if len(item["loc"]) == 1 else None
+                message = _unknown_key_message(str(item["loc"][-1]), owner)
+            for line in message.split("\n"):
+                # messages of the `space` check name their own keys (space.optimizer.lr: ...)
+                lines.append(line if line.startswith("space.") or not where else f"{where}: {line}")
+        body = "\n".join(f"  - {source}: {line}" for line in lines)
+        count = len(lines)
+        raise SweepError(
+            f"sweep file is invalid ({count} problem{'s' if count > 1 else ''}):\n{body}"
+        ) from None
+
+
+def sweep_recipe(recipe: Recipe, spec: SweepFile, source: str) -> Recipe:
+    """The base recipe with the sweep's metric and direction (they become early stopping's)."""
+    updates = {}
+    if spec.metric is not None:
+        updates["metric"] = spec.metric
+    if spec.direction != "auto":
+        updates["mode"] = spec.direction
+    if not updates:
+        return recipe
+    data = recipe.to_yaml_dict()
+    data["early_stopping"].update(updates)
+    try:
+        return validate_recipe(data, source="recipe")
+    except RecipeError as error:
+        problems = [line.strip().removeprefix("- recipe: ") for line in str(error).splitlines()[1:]]
+        raise SweepError(
+            f"{source}: metric/direction: they do not fit the recipe: {'; '.join(problems)}"
+        ) from None
+
+
+def trial_recipe(base: Recipe, params: dict[str, Any], run_dir: Path | None, source: str) -> Recipe:
+    """The base recipe with the trial's values set (as command-line overrides would) and its run folder."""
+    data = base.to_yaml_dict()
+    provenance: dict[str, str] = {}
+    for key, value in params.items():
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        data = deep_merge(data, nested, source, provenance)
+    data["output"]["dir"] = str(run_dir) if run_dir is not None else None
+    return validate_recipe(data, provenance, source)
+
+
+def check_space(base: Recipe, spec: SweepFile, source: str) -> None:
+    """Every listed value (and both ends of every range) must make a valid recipe; report all that do not."""
+    problems = []
+    for key, dimension in spec.space.items():
+        values = dimension.probes() if isinstance(dimension, RangeSpec) else dimension
+        for value in values:
+            try:
+                trial_recipe(base, {key: value}, None, source)
+            except RecipeError as error:
+                reason = "; ".join(
+                    line.strip().removeprefix("- ").removeprefix(f"{source}: ")
+                    for line in str(error).splitlines()[1:]
+                )
+                problems.append(f"space.{key}: value {value!r} does not make a valid recipe: {reason}")
+    if problems:
+        body = "\n".join(f"  - {source}: {line}" for line in problems)
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise SweepError(f"sweep file does not fit the recipe ({count}):\n{body}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Optuna: study, sampler, suggestions, pruning
+
+
+def label(value: Any) -> Any:
+    """Optuna's categorical choices are scalars; lists and mappings are stored as their JSON text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def suggest(trial: optuna.Trial, key: str, dimension: Any) -> Any:
+    """Draw one value of a search-space dimension; returns the recipe value."""
+    if isinstance(dimension, RangeSpec):
+        low, high = dimension.bounds
+        if dimension.kind == "integer":
+            return trial.suggest_int(key, int(low), int(high), step=int(dimension.step or 1))
+        return trial.suggest_float(key, low, high, log=dimension.kind == "log_uniform", step=dimension.step)
+    choices = {label(v): v for v in dimension}
+    return choices[trial.suggest_categorical(key, list(choices))]
+
+
+def decode(spec: SweepFile, params: dict[str, Any]) -> dict[str, Any]:
+    """Recipe values of a trial's stored Optuna params."""
+    values = {}
+    for key, stored in params.items():
+        dimension = spec.space.get(key)
+        if isinstance(dimension, list):
+            values[key] = {label(v): v for v in dimension}.get(stored, stored)
+        else:
+            values[key] = stored
+    return values
+
+
+def open_study(folder: Path, spec: SweepFile, greater_is_better: bool) -> optuna.Study:
+    """Create or load the sweep's study in `<folder>/study.db` (heartbeats mark dead workers' trials failed)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # heartbeats are marked experimental; they are what resume needs
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{(folder / STORAGE_FILE).resolve()}", heartbeat_interval=60, grace_period=180
+        )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=STUDY_NAME,
+        direction="maximize" if greater_is_better else "minimize",
+        load_if_exists=True,
+    )
+    # A fresh sampler per process; a resumed sweep must not draw the same points again.
+    seed = spec.seed + len(study.trials)
+    if spec.method == "tpe":
+        study.sampler = optuna.samplers.TPESampler(seed=seed)
+    else:  # grid trials are enqueued with fixed values; the sampler never draws for them
+        study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    pruning = spec.pruning
+    study.pruner = (
+        optuna.pruners.MedianPruner(
+            n_startup_trials=pruning.startup_trials, n_warmup_steps=pruning.warmup_evaluations
+        )
+        if pruning.enabled
+        else optuna.pruners.NopPruner()
+    )
+    return study
+
+
+def enqueue_pending(study: optuna.Study, spec: SweepFile) -> int:
+    """Queue grid combinations not yet tried and trials that were interrupted; returns how many."""
+    from optuna.trial import TrialState
+
+    def key(params: dict[str, Any]) -> str:
+        return json.dumps(params, sort_keys=True)
+
+    taken = {
+        key(t.params)
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
+        or "error" in t.user_attrs  # an invalid combination stays failed
+    }
+    waiting = [key(t.params) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+    pending: list[dict[str, Any]] = []
+    if spec.method == "grid":
+        grid = {k: [label(v) for v in values] for k, values in spec.grid().items()}
+        combos = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+        pending = combos[: spec.budget()]
+    pending += [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]
+    queued = 0
+    for params in pending:
+        if key(params) not in taken and params:
+            study.enqueue_trial(params, skip_if_exists=False)
+            taken.add(key(params))
+            queued += 1
+    return queued + len(waiting)
+
+
+def finished_count(study: optuna.Study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+class OptunaPruning(TrainerCallback):
+    """Report the watched metric to an Optuna trial at each evaluation; stop the run when it says prune.
+
+    Steps reported to Optuna are evaluation counts (1, 2, ...), so trials with different batch
+    sizes are compared after the same number of evaluations. The evaluations before and after
+    training are not reported.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.evaluations = 0
+        self.training = False
+        self.pruned_at: int | None = None
+        self.last_value: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.training = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.training = False
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get(EVAL_PREFIX + self.metric)
+        if not self.training or state.global_step == 0 or value is None:
+            return
+        self.evaluations += 1
+        self.last_value = float(value)
+        self.trial.report(self.last_value, step=self.evaluations)
+        if self.trial.should_prune():
+            self.pruned_at = state.global_step
+            control.should_training_stop = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a sweep
+
+
+@dataclass
+class SweepRun:
+    folder: Path
+    recipe: Recipe  # the base recipe (with the sweep's metric)
+    spec: SweepFile
+    source: str  # where the sweep file came from, for messages
+
+
+def start_sweep(
+    recipe: Recipe, spec: SweepFile, output: Path | None, source: str, recipe_source: str | None = None
+) -> SweepRun:
+    """Check the sweep against the recipe and create its folder (or reopen it to resume)."""
+    from .runs import default_run_dir, write_recipe
+
+    base = sweep_recipe(recipe, spec, source)
+    check_space(base, spec, source)
+    folder = output or default_run_dir(
+        base.model_copy(update={"name": f"sweep-{base.name or 'recipe'}-{spec.name or 'sweep'}"})
+    )
+    if folder.exists():
+        check_same_sweep(folder, base, spec)
+    else:
+        folder.mkdir(parents=True)
+        write_recipe(folder, base, recipe_source)
+        (folder / SWEEP_FILE).write_text(
+            f"# Resolved sweep file (from {source}). Resume: finetune sweep --resume {folder}\n"
+            + yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+            encoding="utf-8",
+        )
+    return SweepRun(folder=folder, recipe=base, spec=spec, source=source)
+
+
+def reopen_sweep(folder: Path) -> SweepRun:
+    """The sweep stored in a sweep folder, for `finetune sweep --resume DIR`."""
+    from .recipe import load_recipe
+
+    if not (folder / STORAGE_FILE).is_file() or not (folder / SWEEP_FILE).is_file():
+        raise SweepError(f"--resume {folder}: not a sweep folder (no {STORAGE_FILE} and {SWEEP_FILE} in it)")
+    spec = load_sweep_file(folder / SWEEP_FILE)
+    recipe = load_recipe(folder / BASE_RECIPE_FILE)
+    return SweepRun(folder=folder, recipe=recipe, spec=spec, source=str(folder / SWEEP_FILE))
+
+
+def check_same_sweep(folder: Path, recipe: Recipe, spec: SweepFile) -> None:
+    """An existing folder can only be continued by the same recipe and sweep; never overwritten."""
+    from .recipe import load_recipe
+
+    if not (folder / STORAGE_FILE).is_file():
+        raise SweepError(
+            f"--output {folder} exists and is not a sweep folder; finetune never overwrites it. "
+            f"Choose a new folder."
+        )
+    stored = load_recipe(folder / BASE_RECIPE_FILE).to_yaml_dict()
+    stored_spec = load_sweep_file(folder / SWEEP_FILE).model_dump(mode="json")
+    changed = _differences(stored, recipe.to_yaml_dict()) + [
+        f"sweep {k}" for k in _differences(stored_spec, spec.model_dump(mode="json"))
+    ]
+    if changed:
+        raise SweepError(
+            f"--output {folder} holds a sweep with a different recipe or sweep file (changed: "
+            f"{', '.join(changed[:8])}). Resume it with `finetune sweep --resume {folder}`, or choose a new folder."
+        )
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def run_sweep(sweep: SweepRun) -> dict[str, Any]:
+    """Run the trials the budget still allows, then write the results; returns the summary."""
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from .pipeline import say
+
+    task = sweep.recipe.model.task
+    stopping = sweep.recipe.early_stopping
+    metric, greater = stopping.watched_metric(task), stopping.greater_is_better(task)
+    study = open_study(sweep.folder, sweep.spec, greater)
+    budget, done = sweep.spec.budget(), finished_count(study)
+    queued = enqueue_pending(study, sweep.spec)
+    say(
+        f"sweep: {sweep.spec.method}, {budget} trials, optimizing {metric} ({'max' if greater else 'min'}); "
+        f"folder {sweep.folder}" + (f"; resuming: {done} finished, {queued} queued" if done or queued else "")
+    )
+    remaining = budget - done
+    if sweep.spec.method == "grid":  # only queued combinations: the sampler must never draw a repeat
+        remaining = min(remaining, queued)
+    if remaining <= 0:
+        say("nothing left to run: the sweep has used its budget")
+        return write_report(study, sweep, metric, greater)
+    try:
+        study.optimize(
+            lambda trial: run_trial(trial, sweep, metric, budget),
+            n_trials=remaining,
+            catch=(TrialError,),
+            callbacks=[
+                MaxTrialsCallback(budget, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                lambda study, trial: write_report(study, sweep, metric, greater),
+            ],
+            gc_after_trial=True,
+        )
+    finally:  # stopped or not, the table shows where the sweep stands
+        summary = write_report(study, sweep, metric, greater)
+    return summary
+
+
+def run_trial(trial: optuna.Trial, sweep: SweepRun, metric: str, budget: int) -> float:
+    """One trial: the recipe with this trial's values, trained into `<sweep>/trial-NNN`."""
+    import optuna
+
+    from .pipeline import say, train
+    from .runs import RESULTS_FILE
+
+    params = {key: suggest(trial, key, dim) for key, dim in sweep.spec.space.items()}
+    run_dir = sweep.folder / f"trial-{trial.number:03d}"
+    trial.set_user_attr("run_dir", run_dir.name)
+    shown = ", ".join(f"{k}={_show(v)}" for k, v in params.items())
+    say(f"\n=== trial {trial.number} ({finished_count(trial.study) + 1} of {budget}): {shown}")
+    try:
+        recipe = trial_recipe(sweep.recipe, params, run_dir, sweep.source)
+    except RecipeError as error:
+        return _fail(trial, f"this combination makes an invalid recipe: {error}")
+    pruning = OptunaPruning(trial, metric)
+    try:
+        result = train(recipe, source=f"trial {trial.number} of sweep {sweep.folder}", callbacks=[pruning])
+    except FinetuneError as error:
+        if finished_count(trial.study) == 0:
+            raise  # nothing has worked yet: most likely the whole sweep is wrong, so stop and say why
+        return _fail(trial, str(error))
+    value = result.results["best"]["value"]
+    trial.set_user_attr("value", value)
+    trial.set_user_attr("steps", result.results["steps"])
+    if pruning.pruned_at is not None:
+        reason = f"pruned by the sweep at step {pruning.pruned_at} (evaluation {pruning.evaluations})"
+        result.results["stop_reason"] = reason
+        (run_dir / RESULTS_FILE).write_text(json.dumps(result.results, indent=2) + "\n", encoding="utf-8")
+        say(f"trial {trial.number}: {reason}; best {metric} {value}")
+        raise optuna.TrialPruned(reason)
+    if value is None or not math.isfinite(value):
+        return _fail(trial, f"no {metric} value: the run never evaluated after training started")
+    return float(value)
+
+
+def _fail(trial: optuna.Trial, message: str) -> float:
+    from .pipeline import say
+
+    trial.set_user_attr("error", message)
+    say(f"trial {trial.number} failed: {message}")
+    raise TrialError(message)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: table, plots, best.yaml
+
+
+def trial_rows(study: optuna.Study, spec: SweepFile, greater: bool) -> list[dict[str, Any]]:
+    """One row per trial, best first: completed by value, then pruned, then failed and running."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            continue
+        value = t.value if t.state == TrialState.COMPLETE else t.user_attrs.get("value")
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "value": value,
+                **decode(spec, t.params),
+                "steps": t.user_attrs.get("steps"),
+                "run_dir": t.user_attrs.get("run_dir"),
+                "error": t.user_attrs.get("error", ""),
+                "curve": [t.intermediate_values[s] for s in sorted(t.intermediate_values)],
+            }
+        )
+    order = {"complete": 0, "pruned": 1, "fail": 2, "running": 3}
+
+    def rank(row: dict[str, Any]) -> tuple:
+        value = row["value"]
+        missing = value is None or not math.isfinite(value)
+        return (order[row["state"]], missing, 0 if missing else (-value if greater else value), row["trial"])
+
+    return sorted(rows, key=rank)
+
+
+def write_report(study: optuna.Study, sweep: SweepRun, metric: str, greater: bool) -> dict[str, Any]:
+    """results.csv/.md, sweep.png, curves.png and best.yaml from everything in the study."""
+    rows = trial_rows(study, sweep.spec, greater)
+    keys = list(sweep.spec.space)
+    write_table(rows, keys, metric, sweep.folder)
+    plot_sweep(rows, sweep.spec, metric, sweep.folder / "sweep.png")
+    plot_curves(rows, metric, sweep.folder / "curves.png")
+    best = next((r for r in rows if r["state"] == "complete" and r["value"] is not None), None)
+    summary = {"metric": metric, "trials": len(rows), "best": best}
+    if best is not None:
+        write_best(sweep, best, metric)
+    return summary
+
+
+def write_table(rows: list[dict[str, Any]], keys: list[str], metric: str, folder: Path) -> None:
+    columns = ["trial", "state", metric, *keys, "steps", "run_dir", "error"]
+    records = [
+        [
+            r["trial"],
+            r["state"],
+            r["value"],
+            *(_cell(r.get(k)) for k in keys),
+            r["steps"],
+            r["run_dir"],
+            r["error"],
+        ]
+        for r in rows
+    ]
+    _atomic_write(folder / "results.csv", _csv_text(columns, records))
+    lines = ["| " + " | ".join(columns[:-1]) + " |", "|" + " --- |" * (len(columns) - 1)]
+    for record in records:
+        cells = [_show(c) if isinstance(c, float) else ("" if c is None else str(c)) for c in record[:-1]]
+        lines.append("| " + " | ".join(cells) + " |")
+    _atomic_write(folder / "results.md", "\n".join(lines) + "\n")
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _csv_text(columns: list[str], records: list[list[Any]]) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows(["" if c is None else c for c in record] for record in records)
+    return buffer.getvalue()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename: workers sharing a sweep never read half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def write_best(sweep: SweepRun, best: dict[str, Any], metric: str) -> Path:
+    """The best trial's resolved recipe without its run folder: `finetune train best.yaml` reruns it."""
+    from .recipe import load_recipe
+
+    recipe = load_recipe(sweep.folder / best["run_dir"] / BASE_RECIPE_FILE)
+    data = recipe.to_yaml_dict()
+    data["output"]["dir"] = None
+    shown = ", ".join(f"{k}={_show(best[k])}" for k in sweep.spec.space)
+    header = (
+        f"# Best trial of the sweep in {sweep.folder}: trial {best['trial']}, {metric} {best['value']:.4f}\n"
+        f"# ({shown}). Train it with: finetune train {sweep.folder / BEST_FILE}\n"
+    )
+    path = sweep.folder / BEST_FILE
+    _atomic_write(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def plot_sweep(rows: list[dict[str, Any]], spec: SweepFile, metric: str, path: Path) -> Path | None:
+    """The metric against each swept key: completed trials, pruned ones (their best so far), the best."""
+    from .plots import _pyplot
+
+    scored = [r for r in rows if r["value"] is not None and r["state"] in ("complete", "pruned")]
+    if not scored:
+        return None
+    plt = _pyplot()
+    keys = list(spec.space)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False, sharey=True)
+    best = scored[0] if scored[0]["state"] == "complete" else None
+    for ax, key in zip(axes[0], keys):
+        _scatter_key(ax, scored, key, spec.space[key], best)
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"best validation {metric}")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"Sweep: {spec.name or ''} ({len(scored)} trials)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _scatter_key(ax: Any, rows: list[dict[str, Any]], key: str, dimension: Any, best: Any) -> None:
+    values = [r[key] for r in rows]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numeric:
+        x = values
+        positive = all(v > 0 for v in values)
+        wide = positive and max(values) / min(values) >= 50
+        if (isinstance(dimension, RangeSpec) and dimension.kind == "log_uniform") or wide:
+            ax.set_xscale("log")
+    else:
+        names = [_show(v) for v in (dimension if isinstance(dimension, list) else values)]
+        index = {name: i for i, name in enumerate(dict.fromkeys(names))}
+        x = [index[_show(v)] for v in values]
+        ax.set_xticks(list(index.values()), list(index), rotation=20, fontsize=8)
+        ax.set_xlim(-0.5, len(index) - 0.5)
+    styles = {"complete": ("o", "tab:blue", "completed"), "pruned": ("x", "tab:gray", "pruned")}
+    for state, (marker, color, name) in styles.items():
+        points = [(xi, r["value"]) for xi, r in zip(x, rows) if r["state"] == state]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, color=color, label=name, zorder=2)
+    if best is not None:
+        bx = x[rows.index(best)]
+        ax.scatter([bx], [best["value"]], marker="*", s=220, color="tab:red", label="best", zorder=3)
+
+
+def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+    """Each trial's validation metric at each evaluation (pruned trials end early, dashed)."""
+    from .plots import _pyplot
+
+    curves = [r for r in rows if r["curve"]]
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in curves:
+        style = "--" if r["state"] == "pruned" else "-"
+        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], style, marker="o", label=f"trial {r['trial']}")
+    ax.set(xlabel="evaluation", ylabel=f"validation {metric}", title="Trials (dashed: pruned)")
+    ax.grid(alpha=0.3)
+    if len(curves) <= 12:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def describe(summary: dict[str, Any], folder: Path) -> list[str]:
+    """The end of a sweep, in a few lines."""
+    best = summary["best"]
+    if best is None:
+        return [f"no trial completed; see {folder / 'results.md'}"]
+    return [
+        f"best: trial {best['trial']}, {summary['metric']} {best['value']:.4f} "
+        f"({summary['trials']} trials; table {folder / 'results.md'})",
+        f"winning recipe: {folder / BEST_FILE}  (finetune train {folder / BEST_FILE})",
+    ]

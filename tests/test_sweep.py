@@ -1,0 +1,355 @@
+"""Sweeps: the sweep-file schema and its errors, a grid sweep's trials and best.yaml, pruning, resume."""
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+
+from finetune.cli import main
+from finetune.errors import FinetuneError
+from finetune.recipe import load_recipe, shipped_recipes_dir, validate_recipe
+from finetune.sweep import (
+    SweepError,
+    check_space,
+    load_sweep_file,
+    reopen_sweep,
+    run_sweep,
+    start_sweep,
+    validate_sweep_file,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids the oversubscription that makes them crawl on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def short_recipe(tiny_recipe):
+    """The tiny recipe, 4 steps with an evaluation every 2, no model saved: a trial takes seconds."""
+    tiny_recipe["training"].update({"max_steps": 4})
+    tiny_recipe["evaluation"].update({"every": 2, "before_training": False})
+    tiny_recipe["output"].update({"save_model": False, "plots": False, "dir": None})
+    tiny_recipe["early_stopping"] = {"metric": "loss"}
+    return validate_recipe(tiny_recipe)
+
+
+def sweep_spec(**data):
+    return validate_sweep_file({"name": "test", **data})
+
+
+def problems_of(data):
+    with pytest.raises(SweepError) as error:
+        validate_sweep_file(data, "s.sweep.yaml")
+    return str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep file
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"trails": 3, "space": {"optimizer.lr": [1e-5]}},
+            "trails: unknown key 'trails': did you mean 'trials'?",
+        ),
+        (
+            {"method": "grid", "space": {"optimizer.lrr": [1e-5]}},
+            "space.optimizer.lrr: not a recipe key in `optimizer`: unknown key 'lrr': did you mean 'lr'?",
+        ),
+        (
+            {"method": "grid", "space": {"training.lr": [1e-5]}},
+            "space.training.lr: not a recipe key in `training`: unknown key 'lr': 'lr' belongs in `optimizer`.",
+        ),
+        (
+            {"method": "grid", "space": {"optimizer.lr.x": [1]}},
+            "space.optimizer.lr.x: 'optimizer.lr' is a value, not a section",
+        ),
+        ({"method": "grid", "space": {"output.dir": ["a"]}}, "space.output.dir: cannot be swept"),
+        (
+            {"method": "grid", "space": {"early_stopping.metric": ["f1"]}},
+            "space.early_stopping.metric: cannot be swept: a sweep optimizes one metric",
+        ),
+        (
+            {"trials": 2, "space": {"optimizer.lr": {"log_uniform": [1e-4, 1e-5]}}},
+            "space.optimizer.lr: log_uniform: the low end must be below the high end, got [0.0001, 1e-05]",
+        ),
+        (
+            {"trials": 2, "space": {"optimizer.weight_decay": {"log_uniform": [0, 0.1]}}},
+            "space.optimizer.weight_decay: log_uniform: both ends must be > 0",
+        ),
+        (
+            {"trials": 2, "space": {"optimizer.lr": {"log_unifrom": [1e-5, 1e-4]}}},
+            "space.optimizer.lr: log_unifrom: unknown key 'log_unifrom': did you mean 'log_uniform'?",
+        ),
+        (
+            {"trials": 2, "space": {"optimizer.lr": {"uniform": [1e-5, 1e-4], "integer": [1, 2]}}},
+            "space.optimizer.lr: give exactly one of uniform, log_uniform, integer",
+        ),
+        (
+            {"trials": 2, "space": {"optimizer.lr": {"log_uniform": [1e-5, 1e-4], "step": 1e-5}}},
+            "space.optimizer.lr: step: a log_uniform range has no step",
+        ),
+        (
+            {"method": "grid", "space": {"schedule.name": []}},
+            "space.schedule.name: the list of values is empty",
+        ),
+        (
+            {"method": "grid", "space": {"schedule.name": ["linear", "linear"]}},
+            'space.schedule.name: values repeat: "linear"',
+        ),
+        (
+            {"method": "grid", "space": {"schedule.name": "linear"}},
+            "space.schedule.name: give a list of values",
+        ),
+        (
+            {"method": "grid", "space": {"optimizer.lr": {"log_uniform": [1e-5, 1e-4]}}},
+            "space.optimizer.lr: grid search needs a list of values or a range with a `step`",
+        ),
+        (
+            {"method": "random", "space": {"optimizer.lr": [1e-5]}},
+            "trials: a random sweep needs a trial budget",
+        ),
+        (
+            {"method": "bayes", "space": {"optimizer.lr": [1e-5]}},
+            "method: Input should be 'grid', 'random' or 'tpe'",
+        ),
+        ({"method": "grid"}, "space: Field required"),
+    ],
+)
+def test_a_bad_sweep_file_names_the_key(data, expected):
+    message = problems_of(data)
+    assert message.startswith("sweep file is invalid")
+    assert f"s.sweep.yaml: {expected}" in message
+
+
+def test_all_problems_are_reported_together():
+    message = problems_of(
+        {"trails": 1, "space": {"optimizer.lrr": [1], "schedule.name": [], "training.epochs": [1]}}
+    )
+    assert "(3 problems)" in message
+    for key in ("trails", "space.optimizer.lrr", "space.schedule.name"):
+        assert key in message
+
+
+def test_ranges_and_grids():
+    spec = sweep_spec(
+        method="grid",
+        space={
+            "training.batch_size": {"integer": [8, 32], "step": 8},
+            "regularization.label_smoothing": {"uniform": [0.0, 0.2], "step": 0.1},
+            "freeze.layers": [[], ["0-1"]],
+            "layer_lr.lrs.head": [1e-4],  # into a mapping-valued key
+        },
+    )
+    assert spec.grid()["training.batch_size"] == [8, 16, 24, 32]
+    assert spec.grid()["regularization.label_smoothing"] == [0.0, 0.1, 0.2]
+    assert spec.grid_size() == spec.budget() == 4 * 3 * 2
+    assert sweep_spec(method="grid", trials=5, space=spec.space).budget() == 5
+    assert sweep_spec(method="grid", trials=500, space=spec.space).budget() == 24
+
+
+def test_values_must_make_a_valid_recipe(short_recipe):
+    spec = sweep_spec(
+        method="tpe",
+        trials=3,
+        space={
+            "optimizer.lr": {"log_uniform": [1e-5, 2.0]},
+            "training.batch_size": [8, 0],
+            "freeze.layers": [["a-b"]],
+        },
+    )
+    with pytest.raises(SweepError) as error:
+        check_space(short_recipe, spec, "s.sweep.yaml")
+    message = str(error.value)
+    assert "(3 problems)" in message
+    assert "space.optimizer.lr: value 2.0 does not make a valid recipe: optimizer.lr:" in message
+    assert "space.training.batch_size: value 0 does not make a valid recipe" in message
+    assert "space.freeze.layers: value ['a-b']" in message
+
+
+def test_sweep_metric_must_fit_the_task(short_recipe, tmp_path):
+    spec = sweep_spec(method="grid", metric="pearson", space={"optimizer.lr": [1e-3]})
+    with pytest.raises(
+        SweepError, match="s.yaml: metric/direction: .*'pearson' is not a classification metric"
+    ):
+        start_sweep(short_recipe, spec, tmp_path / "sweep", "s.yaml")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_shipped_sweep_files_validate_against_the_demo_recipe():
+    paths = sorted((shipped_recipes_dir() / "sweeps").glob("*.sweep.yaml"))
+    assert len(paths) >= 3
+    demo = load_recipe("demo")
+    for path in paths:
+        spec = load_sweep_file(path)
+        check_space(demo, spec, str(path))
+    assert load_sweep_file("demo-lr").name == "demo-lr"  # shipped sweeps are found by name
+
+
+# ---------------------------------------------------------------------------------------------
+# Running sweeps
+
+
+def read_table(folder):
+    return list(csv.DictReader((folder / "results.csv").open()))
+
+
+def test_grid_sweep_runs_every_combination_and_writes_best_yaml(short_recipe, tmp_path):
+    spec = sweep_spec(
+        method="grid",
+        pruning={"enabled": False},
+        space={"optimizer.lr": [1e-4, 3e-3], "freeze.layers": [[], [0, 1]]},
+    )
+    folder = tmp_path / "sweep"
+    summary = run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+
+    rows = read_table(folder)
+    assert len(rows) == 4 and {r["state"] for r in rows} == {"complete"}
+    combos = {(float(r["optimizer.lr"]), r["freeze.layers"]) for r in rows}
+    assert combos == {(lr, layers) for lr in (1e-4, 3e-3) for layers in ("[]", "[0, 1]")}
+    losses = [float(r["loss"]) for r in rows]
+    assert losses == sorted(losses)  # validation loss: smaller is better, best first
+    for row in rows:  # every trial is an ordinary run folder
+        run = folder / row["run_dir"]
+        results = json.loads((run / "results.json").read_text())
+        assert results["best"]["value"] == pytest.approx(float(row["loss"]))
+        trial = load_recipe(run / "recipe.yaml")
+        assert trial.optimizer.lr == float(row["optimizer.lr"])
+        assert trial.freeze.layers == json.loads(row["freeze.layers"])
+    for name in ("results.md", "sweep.png", "curves.png", "study.db", "recipe.yaml", "sweep.yaml"):
+        assert (folder / name).is_file(), name
+
+    best = load_recipe(folder / "best.yaml")
+    winner = load_recipe(folder / rows[0]["run_dir"] / "recipe.yaml")
+    assert best.output.dir is None
+    assert best == winner.model_copy(update={"output": winner.output.model_copy(update={"dir": None})})
+    assert summary["best"]["trial"] == int(rows[0]["trial"])
+    markdown = (folder / "results.md").read_text().splitlines()
+    assert markdown[0] == "| trial | state | loss | optimizer.lr | freeze.layers | steps | run_dir |"
+    assert len(markdown) == 2 + 4
+
+
+def test_a_terrible_value_is_pruned(short_recipe, tmp_path):
+    spec = sweep_spec(
+        method="grid",
+        pruning={"startup_trials": 2, "warmup_evaluations": 0},
+        space={"optimizer.lr": [1e-3, 2e-3, 0.9]},  # in this order: two good trials set the median
+    )
+    folder = tmp_path / "sweep"
+    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    rows = {float(r["optimizer.lr"]): r for r in read_table(folder)}
+    assert rows[1e-3]["state"] == rows[2e-3]["state"] == "complete"
+    assert rows[0.9]["state"] == "pruned"
+    pruned = json.loads((folder / rows[0.9]["run_dir"] / "results.json").read_text())
+    assert pruned["stop_reason"] == "pruned by the sweep at step 2 (evaluation 1)"
+    assert pruned["steps"] == 2 < int(rows[1e-3]["steps"]) == 4
+    best = load_recipe(folder / "best.yaml")
+    assert best.optimizer.lr in (1e-3, 2e-3)
+
+
+def test_a_stopped_grid_sweep_resumes_without_redoing_finished_trials(short_recipe, tmp_path, monkeypatch):
+    import finetune.pipeline
+
+    real_train, trained = finetune.pipeline.train, []
+
+    def interrupted_train(recipe, source=None, callbacks=None):
+        if len(trained) == 2:
+            trained.append("interrupted")
+            raise KeyboardInterrupt
+        trained.append(recipe.optimizer.lr)
+        return real_train(recipe, source, callbacks)
+
+    monkeypatch.setattr(finetune.pipeline, "train", interrupted_train)
+    spec = sweep_spec(
+        method="grid", pruning={"enabled": False}, space={"optimizer.lr": [1e-4, 1e-3, 3e-3, 1e-2]}
+    )
+    folder = tmp_path / "sweep"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    assert trained == [1e-4, 1e-3, "interrupted"]
+    assert [r["state"] for r in read_table(folder)] == ["complete", "complete", "fail"]
+
+    monkeypatch.setattr(finetune.pipeline, "train", real_train)
+    resumed = []
+    monkeypatch.setattr(
+        finetune.pipeline,
+        "train",
+        lambda recipe, source=None, callbacks=None: (
+            resumed.append(recipe.optimizer.lr) or real_train(recipe, source, callbacks)
+        ),
+    )
+    assert main(["sweep", "--resume", str(folder)]) == 0
+    assert sorted(resumed) == [3e-3, 1e-2]  # the interrupted one again, and the one never started
+    rows = read_table(folder)
+    done = sorted(float(r["optimizer.lr"]) for r in rows if r["state"] == "complete")
+    assert done == [1e-4, 1e-3, 3e-3, 1e-2]
+
+    resumed.clear()  # a finished sweep has nothing left to run
+    assert main(["sweep", "--resume", str(folder)]) == 0
+    assert resumed == []
+
+
+def test_tpe_sweep_resumes_to_its_budget(short_recipe, tmp_path, monkeypatch):
+    import finetune.pipeline
+
+    spec = sweep_spec(method="tpe", trials=2, space={"optimizer.lr": {"log_uniform": [1e-4, 1e-2]}})
+    folder = tmp_path / "sweep"
+    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    assert len(read_table(folder)) == 2
+    first = {r["optimizer.lr"] for r in read_table(folder)}
+
+    bigger = sweep_spec(method="tpe", trials=3, space=spec.model_dump()["space"])
+    with pytest.raises(SweepError, match="different recipe or sweep file .*sweep trials"):
+        start_sweep(short_recipe, bigger, folder, "s.yaml")  # the same folder must hold the same sweep
+    with pytest.raises(SweepError, match="different recipe or sweep file .*optimizer.weight_decay"):
+        other = short_recipe.model_copy(
+            update={"optimizer": short_recipe.optimizer.model_copy(update={"weight_decay": 0.2})}
+        )
+        start_sweep(other, spec, folder, "s.yaml")
+
+    real_train, calls = finetune.pipeline.train, []
+    monkeypatch.setattr(
+        finetune.pipeline,
+        "train",
+        lambda recipe, source=None, callbacks=None: calls.append(1) or real_train(recipe, source, callbacks),
+    )
+    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))  # the same command again: nothing to do
+    assert calls == []
+    assert {r["optimizer.lr"] for r in read_table(folder)} == first
+
+
+def test_existing_folder_that_is_not_a_sweep_is_never_touched(short_recipe, tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    spec = sweep_spec(method="grid", space={"optimizer.lr": [1e-3]})
+    with pytest.raises(SweepError, match="exists and is not a sweep folder"):
+        start_sweep(short_recipe, spec, folder, "s.yaml")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    with pytest.raises(SweepError, match="not a sweep folder"):
+        reopen_sweep(folder)
+
+
+def test_sweep_command_line(short_recipe, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(short_recipe.to_yaml_dict()))
+    sweep_file = tmp_path / "lr.sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump({"method": "grid", "space": {"optimizer.lr": [1e-3]}}))
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(recipe), str(sweep_file), "training.max_steps=2", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "best: trial 0" in printed and f"finetune train {out / 'best.yaml'}" in printed
+    assert load_recipe(out / "best.yaml").training.max_steps == 2  # overrides reach every trial
+    assert main(["sweep", "--resume", str(out), str(recipe)]) == 2
+    assert "not both" in capsys.readouterr().err
+    with pytest.raises(FinetuneError):
+        load_sweep_file(tmp_path / "missing.sweep.yaml")
