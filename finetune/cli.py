@@ -206,6 +206,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cv(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cv import cross_validate, describe
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.seeds:
+        seeds = args.seeds
+    else:
+        seeds = [recipe.training.seed + i for i in range(args.repeats)]
+    summary, folder = cross_validate(
+        recipe, folds=args.folds, seeds=seeds, output=Path(args.output) if args.output else None
+    )
+    for line in describe(summary):
+        print(line)
+    print(f"table {folder / 'results.md'}, plot {folder / 'cv.png'}")
+    return 0
+
+
 def add_tuning_commands(commands: argparse._SubParsersAction) -> None:
     """`lr-find`, `sweep` and `cv`: finding the learning rate and the recipe."""
     lr_find = commands.add_parser(
@@ -241,6 +261,21 @@ def add_tuning_commands(commands: argparse._SubParsersAction) -> None:
         "--resume", metavar="DIR", help="continue the sweep in DIR (another worker may share it)"
     )
     sweep.set_defaults(handler=cmd_sweep)
+
+    cv = commands.add_parser(
+        "cv", help="K-fold cross-validation (stratified) and seed repeats: mean and std of the metric"
+    )
+    _add_recipe_arguments(cv)
+    cv.add_argument(
+        "--folds", type=int, default=5, help="K (default 5); 1: no folds, the recipe's own split per seed"
+    )
+    seeds = cv.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--repeats", type=int, default=1, help="repeat over N seeds: training.seed, +1, ... (default 1)"
+    )
+    seeds.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="repeat over these seeds")
+    cv.add_argument("--output", help="cv folder (default: <output.root>/cv-<recipe name>-<timestamp>)")
+    cv.set_defaults(handler=cmd_cv)
 
 
 def _input_columns(args: argparse.Namespace) -> dict:

@@ -1,0 +1,158 @@
+"""Cross-validation: folds partition the data and keep the label mix; one run per fold and seed;
+mean and spread; every fold run is an ordinary, reproducible run folder."""
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from finetune.cli import main
+from finetune.cv import CVRun, CVSummary, cross_validate, fold_indices, spread
+from finetune.errors import FinetuneError
+from finetune.recipe import load_recipe, validate_recipe
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids the oversubscription that makes them crawl on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def short_recipe(tiny_recipe):
+    tiny_recipe["training"].update({"max_steps": 2})
+    tiny_recipe["evaluation"].update({"every": 1, "before_training": False})
+    tiny_recipe["output"].update({"save_model": False, "plots": False, "dir": None})
+    return validate_recipe(tiny_recipe)
+
+
+def test_folds_partition_the_rows_and_keep_the_label_mix():
+    labels = ["a"] * 60 + ["b"] * 30 + ["c"] * 10  # 60/30/10
+    folds = fold_indices(labels, 5, seed=0, stratify=True)
+    assert len(folds) == 5
+    held = [row for _, rows in folds for row in rows]
+    assert sorted(held) == list(range(100))  # every row validates exactly once
+    for train, rows in folds:
+        assert not set(train) & set(rows)
+        assert sorted(train + rows) == list(range(100))
+        mix = {label: sum(labels[r] == label for r in rows) for label in "abc"}
+        assert mix == {"a": 12, "b": 6, "c": 2}  # the same 60/30/10 in every fold
+    assert folds != fold_indices(labels, 5, seed=1, stratify=True)  # the seed reshuffles
+    assert folds == fold_indices(labels, 5, seed=0, stratify=True)
+
+
+def test_regression_folds_are_plain_shuffled_kfold():
+    targets = [i / 10 for i in range(23)]
+    folds = fold_indices(targets, 4, seed=0, stratify=False)
+    assert sorted(len(rows) for _, rows in folds) == [5, 6, 6, 6]
+    assert sorted(r for _, rows in folds for r in rows) == list(range(23))
+
+
+def test_too_few_examples_of_a_class_is_a_clear_error():
+    with pytest.raises(
+        FinetuneError, match=r"at least 5 training examples of every class.*'b': 3.*--folds 3"
+    ):
+        fold_indices(["a"] * 20 + ["b"] * 3, 5, seed=0, stratify=True)
+    with pytest.raises(FinetuneError, match="at least 2"):
+        fold_indices(["a", "b"] * 5, 0, seed=0, stratify=True)
+
+
+def test_summary_reports_mean_and_sample_std_per_seed_and_overall(tmp_path):
+    summary = CVSummary(metric="accuracy", folds=2, seeds=[1, 2])
+    for seed, fold, value in [(1, 1, 0.8), (1, 2, 0.9), (2, 1, 0.7), (2, 2, 0.7)]:
+        summary.runs.append(CVRun(seed, fold, value, 10, 8, 2, tmp_path / f"seed{seed}-fold{fold}"))
+    stats = summary.to_dict()
+    assert stats["overall"]["mean"] == pytest.approx(0.775)
+    assert stats["overall"]["std"] == pytest.approx(statistics.stdev([0.8, 0.9, 0.7, 0.7]))
+    assert stats["per_seed"]["1"] == pytest.approx(
+        {"n": 2, "mean": 0.85, "std": statistics.stdev([0.8, 0.9]), "min": 0.8, "max": 0.9}
+    )
+    assert stats["per_seed"]["2"]["std"] == 0.0
+    assert stats["std_of_seed_means"] == pytest.approx(statistics.stdev([0.85, 0.7]))
+    assert spread([]) == {"n": 0, "mean": None, "std": None, "min": None, "max": None}
+
+
+def test_cross_validation_on_a_tiny_model(short_recipe, tmp_path):
+    folder = tmp_path / "cv"
+    summary, written = cross_validate(short_recipe, folds=3, seeds=[0, 1], output=folder)
+    assert written == folder and len(summary.runs) == 6
+    assert [(r.seed, r.fold) for r in summary.runs] == [(s, f) for s in (0, 1) for f in (1, 2, 3)]
+
+    for run in summary.runs:  # ordinary run folders, on the fold files, reproducible from their recipe
+        recipe = load_recipe(run.run_dir / "recipe.yaml")
+        assert recipe.training.seed == run.seed
+        results = json.loads((run.run_dir / "results.json").read_text())
+        assert results["data"]["train"] == run.train_size == 32  # 48 rows: 2 of 3 folds
+        assert results["data"]["validation"] == run.validation_size == 16
+        assert results["best"]["value"] == run.value
+        held = [json.loads(line) for line in Path(recipe.data.validation).read_text().splitlines()]
+        assert sorted(r["label"] for r in held) == ["neg"] * 8 + ["pos"] * 8  # stratified: 50/50 as in train
+
+    for seed in (0, 1):  # per seed, the validation folds partition the training data
+        texts = []
+        for fold in (1, 2, 3):
+            path = folder / "data" / f"seed{seed}" / f"fold{fold}" / "validation.jsonl"
+            texts += [json.loads(line)["text"] for line in path.open()]
+        assert len(texts) == 48
+
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert len(rows) == 6 and rows[0].keys() >= {"seed", "fold", "accuracy", "run_dir"}
+    stats = json.loads((folder / "summary.json").read_text())
+    values = [r.value for r in summary.runs]
+    assert stats["overall"]["n"] == 6
+    assert stats["overall"]["mean"] == pytest.approx(statistics.fmean(values))
+    assert stats["overall"]["std"] == pytest.approx(statistics.stdev(values))
+    assert (folder / "cv.png").stat().st_size > 10_000
+    assert "+-" in (folder / "results.md").read_text()
+
+    with pytest.raises(FinetuneError, match="already exists"):
+        cross_validate(short_recipe, folds=3, output=folder)
+
+
+def test_seed_repeats_without_folds_on_the_command_line(short_recipe, tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(short_recipe.to_yaml_dict()))
+    folder = tmp_path / "seeds"
+    assert (
+        main(
+            [
+                "cv",
+                str(path),
+                "training.max_steps=1",
+                "--folds",
+                "1",
+                "--repeats",
+                "2",
+                "--output",
+                str(folder),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "accuracy:" in out and "over 2 runs" in out
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert [(r["seed"], r["fold"]) for r in rows] == [("0", "0"), ("1", "0")]
+    for row in rows:  # the recipe's own split: 48 training and 12 validation rows
+        results = json.loads((folder / row["run_dir"] / "results.json").read_text())
+        assert (results["data"]["train"], results["data"]["validation"], results["steps"]) == (48, 12, 1)
+    refused = tmp_path / "refused"
+    args = [
+        "cv",
+        str(path),
+        "model.task=regression",
+        "early_stopping.metric=pearson",
+        "--output",
+        str(refused),
+    ]
+    assert main(args) == 2  # string labels are no regression targets: said before any folder is made
+    assert "not a number" in capsys.readouterr().err
+    assert not refused.exists()
