@@ -203,7 +203,7 @@ def open_study(folder: Path, spec: SweepFile, greater_is_better: bool) -> optuna
     """Create or load the sweep's study in `<folder>/study.db` (heartbeats mark dead workers' trials failed)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we say what happened to each trial ourselves
     with warnings.catch_warnings():  # heartbeats are marked experimental; they are what resume needs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
@@ -233,32 +233,33 @@ def open_study(folder: Path, spec: SweepFile, greater_is_better: bool) -> optuna
 
 
 def enqueue_pending(study: optuna.Study, spec: SweepFile) -> int:
-    """Queue grid combinations not yet tried and trials that were interrupted; returns how many."""
+    """Queue grid combinations not yet tried and trials that were interrupted; returns the queue length.
+
+    An interrupted trial (Ctrl-C, a killed worker) failed without an `error` note: it runs again.
+    A trial that failed for a reason of its own (an invalid combination, a diverged loss) does not.
+    """
     from optuna.trial import TrialState
+
+    def params_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        # a queued trial holds its values as `fixed_params` until it runs
+        return trial.system_attrs.get("fixed_params", trial.params)
 
     def key(params: dict[str, Any]) -> str:
         return json.dumps(params, sort_keys=True)
 
-    taken = {
-        key(t.params)
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
-        or "error" in t.user_attrs  # an invalid combination stays failed
-    }
-    waiting = [key(t.params) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+    trials = study.get_trials(deepcopy=False)
+    busy = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
+    taken = {key(params_of(t)) for t in trials if t.state in busy or "error" in t.user_attrs}
     pending: list[dict[str, Any]] = []
     if spec.method == "grid":
         grid = {k: [label(v) for v in values] for k, values in spec.grid().items()}
-        combos = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
-        pending = combos[: spec.budget()]
-    pending += [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]
-    queued = 0
+        pending = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())][: spec.budget()]
+    pending += [t.params for t in trials if t.state == TrialState.FAIL]
     for params in pending:
-        if key(params) not in taken and params:
+        if params and key(params) not in taken:
             study.enqueue_trial(params, skip_if_exists=False)
             taken.add(key(params))
-            queued += 1
-    return queued + len(waiting)
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -435,6 +436,8 @@ def run_trial(trial: optuna.Trial, sweep: SweepRun, metric: str, budget: int) ->
     try:
         result = train(recipe, source=f"trial {trial.number} of sweep {sweep.folder}", callbacks=[pruning])
     except FinetuneError as error:
+        if getattr(error, "exit_code", 0) >= 128:  # stopped by a signal (faults.RunInterrupted): stop the
+            raise KeyboardInterrupt(str(error)) from error  # sweep; the trial is queued again on resume
         if finished_count(trial.study) == 0:
             raise  # nothing has worked yet: most likely the whole sweep is wrong, so stop and say why
         return _fail(trial, str(error))

@@ -353,3 +353,59 @@ def test_sweep_command_line(short_recipe, tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     with pytest.raises(FinetuneError):
         load_sweep_file(tmp_path / "missing.sweep.yaml")
+
+
+def scripted_train(outcomes, seen):
+    """A stand-in for pipeline.train: each call takes the next outcome (a metric value or an error)."""
+    from pathlib import Path
+
+    from finetune.pipeline import RunResult
+    from finetune.runs import write_recipe
+
+    def train(recipe, source=None, callbacks=None):
+        seen.append(recipe.optimizer.lr)
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        run_dir = Path(recipe.output.dir)
+        run_dir.mkdir(parents=True)
+        write_recipe(run_dir, recipe)
+        return RunResult(run_dir=run_dir, results={"best": {"value": outcome}, "steps": 1})
+
+    return train
+
+
+class Interrupted(FinetuneError):  # what faults.RunInterrupted looks like: exit code 128 + SIGINT
+    exit_code = 130
+
+
+def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, tmp_path, monkeypatch):
+    import finetune.pipeline
+
+    spec = sweep_spec(method="grid", space={"optimizer.lr": [1e-4, 1e-3, 3e-3, 1e-2]})
+    folder, seen = tmp_path / "sweep", []
+    outcomes = [0.5, FinetuneError("training loss is nan"), Interrupted("SIGINT received")]
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train(outcomes, seen))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    rows = read_table(folder)
+    assert [(r["state"], r["optimizer.lr"]) for r in rows] == [
+        ("complete", "0.0001"),
+        ("fail", "0.001"),
+        ("fail", "0.003"),
+    ]
+    assert rows[1]["error"] == "training loss is nan" and rows[2]["error"] == ""
+
+    seen.clear()
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.6, 0.3], seen))
+    run_sweep(reopen_sweep(folder))
+    assert seen == [1e-2, 3e-3]  # the one still queued, then the interrupted one again; not the failed one
+    rows = read_table(folder)
+    assert [(r["state"], r["optimizer.lr"], r["loss"]) for r in rows] == [
+        ("complete", "0.003", "0.3"),  # validation loss: smaller is better
+        ("complete", "0.0001", "0.5"),
+        ("complete", "0.01", "0.6"),
+        ("fail", "0.001", ""),
+        ("fail", "0.003", ""),
+    ]
+    assert load_recipe(folder / "best.yaml").optimizer.lr == 3e-3
