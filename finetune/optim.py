@@ -1,13 +1,19 @@
 """Optimizer: parameter groups from the trainable parameters, then the optimizer of the recipe.
 
 Groups are built from `requires_grad` parameters by identity and checked to be disjoint and to
-cover every trainable parameter exactly once: frozen parameters are never in the optimizer.
+cover every trainable parameter exactly once: frozen parameters are never in the optimizer (save
+those gradual unfreezing will release, which wait in their own groups). Per-block learning rates
+(`layer_lr:`) make one pair of groups per block; each group keeps `names` and `block` for logs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from .anatomy import Anatomy, model_anatomy
+from .freezing import resolve_layer_indices
+from .recipe.layer_lr import LayerLRSection
 from .recipe.optimizer import OptimizerSection
 
 if TYPE_CHECKING:
@@ -27,45 +33,100 @@ def no_decay_parameter_names(model: nn.Module, patterns: list[str]) -> set[str]:
     return names
 
 
-def param_groups(model: nn.Module, spec: OptimizerSection) -> list[dict[str, Any]]:
-    """Two groups of trainable parameters: with and without weight decay."""
-    skip = no_decay_parameter_names(model, spec.no_decay)
-    decay, no_decay, decay_names, no_decay_names = [], [], [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if name in skip:
-            no_decay.append(parameter)
-            no_decay_names.append(name)
+def block_learning_rates(anatomy: Anatomy, base_lr: float, layer_lr: LayerLRSection) -> dict[str, float]:
+    """Peak LR per anatomy block: layer-wise decay, then the explicit `layer_lr.lrs`.
+
+    With decay d and N layers: head and pooler at the base LR, layer i at base x d^(N-i) (the top
+    layer one factor below the head), the embeddings at base x d^(N+1) (Sun et al., 2019; Clark et
+    al., 2020). ALBERT's shared layer counts as one layer.
+    """
+    n = anatomy.num_layers
+    decay = layer_lr.decay if layer_lr.decay is not None else 1.0
+    lrs = {}
+    for block in anatomy.blocks:
+        if block in ("head", "pooler"):
+            lrs[block] = base_lr
+        elif block == "embeddings":
+            lrs[block] = base_lr * decay ** (n + 1)
         else:
-            decay.append(parameter)
-            decay_names.append(name)
-    groups = [
-        {
-            "params": decay,
-            "weight_decay": spec.weight_decay,
-            "lr": spec.lr,
-            "names": decay_names,
-            "block": "all",
-        },
-        {"params": no_decay, "weight_decay": 0.0, "lr": spec.lr, "names": no_decay_names, "block": "all"},
-    ]
-    groups = [g for g in groups if g["params"]]
-    check_groups(model, groups)
+            lrs[block] = base_lr * decay ** (n - int(block.split(".")[1]))
+    for key, lr in layer_lr.lrs.items():
+        for block in _blocks_named(key, anatomy):
+            lrs[block] = lr
+    return lrs
+
+
+def _blocks_named(key: int | str, anatomy: Anatomy) -> list[str]:
+    """The blocks a `layer_lr.lrs` key names (a missing pooler names none)."""
+    if key in ("embeddings", "pooler", "head"):
+        return [key] if key in anatomy.blocks else []
+    indices = resolve_layer_indices([key], anatomy.num_layers, "layer_lr.lrs", anatomy.describe_layers())
+    return [f"layer.{i}" for i in indices]
+
+
+def _split_by_decay(
+    named: list[tuple[str, nn.Parameter]], skip: set[str], spec: OptimizerSection, lr: float, block: str
+) -> list[dict[str, Any]]:
+    """One group with weight decay and one without, for parameters that share a learning rate."""
+    groups = []
+    for decays in (True, False):
+        members = [(n, p) for n, p in named if (n not in skip) == decays]
+        if members:
+            groups.append(
+                {
+                    "params": [p for _, p in members],
+                    "weight_decay": spec.weight_decay if decays else 0.0,
+                    "lr": lr,
+                    "names": [n for n, _ in members],
+                    "block": block,
+                }
+            )
     return groups
 
 
-def check_groups(model: nn.Module, groups: list[dict[str, Any]]) -> None:
-    """Every trainable parameter in exactly one group, no frozen parameter in any."""
+def param_groups(
+    model: nn.Module,
+    spec: OptimizerSection,
+    layer_lr: LayerLRSection | None = None,
+    later: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """Parameter groups of the trainable parameters, with and without weight decay.
+
+    Without per-block learning rates: two groups (`block: "all"`). With `layer_lr` (or parameters
+    that gradual unfreezing releases later, `later`): two groups per block, head first (so the
+    Trainer's logged LR, that of group 0, is the head's), each with its block's LR. Frozen blocks get
+    no group; the `later` parameters get theirs from the start (see `finetune.unfreezing`).
+    """
+    skip = no_decay_parameter_names(model, spec.no_decay)
+    later = set(later)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad or n in later]
+    if not later and (layer_lr is None or not layer_lr.is_active()):
+        groups = _split_by_decay(named, skip, spec, spec.lr, "all")
+    else:
+        anatomy = model_anatomy(model)
+        lrs = block_learning_rates(anatomy, spec.lr, layer_lr or LayerLRSection())
+        owner = {name: block for block, names in anatomy.blocks.items() for name in names}
+        groups = []
+        for block in anatomy.top_down():
+            members = [(n, p) for n, p in named if owner[n] == block]
+            groups += _split_by_decay(members, skip, spec, lrs[block], block)
+    check_groups(model, groups, later)
+    return groups
+
+
+def check_groups(model: nn.Module, groups: list[dict[str, Any]], later: Collection[str] = ()) -> None:
+    """Every trainable parameter in exactly one group; no frozen one in any, except those in `later`
+    (frozen now, unfrozen by gradual unfreezing during the run)."""
+    waiting = {id(p) for n, p in model.named_parameters() if n in set(later)}
     seen: dict[int, int] = {}
     for index, group in enumerate(groups):
         for parameter in group["params"]:
             if id(parameter) in seen:
                 raise AssertionError(f"a parameter is in optimizer groups {seen[id(parameter)]} and {index}")
-            if not parameter.requires_grad:
+            if not parameter.requires_grad and id(parameter) not in waiting:
                 raise AssertionError("a frozen parameter is in an optimizer group")
             seen[id(parameter)] = index
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad} | waiting
     missing = trainable - set(seen)
     if missing:
         raise AssertionError(f"{len(missing)} trainable parameters are in no optimizer group")

@@ -16,7 +16,7 @@ from typing import Any
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
 from .data import TaskData, load_task_data, tokenize
 from .errors import FinetuneError
-from .freezing import FreezeSummary, apply_freeze, summarize
+from .freezing import FreezeSummary, apply_freeze
 from .metrics import check_watched_metric, metrics_function
 from .modeling import load_model, load_tokenizer
 from .plots import plot_run
@@ -45,13 +45,29 @@ def say(message: str) -> None:
 
 
 def freeze_model(model: Any, recipe: Recipe) -> FreezeSummary:
-    """Apply `freeze:`; models of unknown architecture are fine when nothing is frozen by layer."""
-    spec = recipe.freeze
-    if not spec.embeddings and not spec.layers:
-        return summarize(model, [])
-    from .anatomy import model_anatomy
+    """Apply `reinit:` and `freeze:`, and make the gradual-unfreezing callback when the recipe has one.
 
-    return apply_freeze(model, spec, model_anatomy(model))
+    Models of unknown architecture are fine unless a rule needs their blocks (regexes work for any).
+    """
+    from .anatomy import known_anatomy, model_anatomy
+    from .freezing import needs_anatomy
+    from .reinit import reinitialize
+
+    layered = needs_anatomy(recipe.freeze) or recipe.reinit.is_active() or recipe.layer_lr.is_active()
+    anatomy = model_anatomy(model) if layered else known_anatomy(model)
+    notes: list[str] = []
+    if recipe.reinit.is_active():
+        blocks = reinitialize(model, recipe.reinit, anatomy, recipe.training.seed, notes)
+        notes.append(f"re-initialised: {', '.join(blocks)}")
+    summary = apply_freeze(model, recipe.freeze, anatomy)
+    summary.notes[:0] = notes
+    if summary.pending:
+        from .unfreezing import GradualUnfreezing
+
+        summary.unfreezing = GradualUnfreezing(
+            model, summary.pending, recipe.freeze.gradual, summary.eval_guard
+        )
+    return summary
 
 
 def build_trainer(
@@ -138,8 +154,15 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         say(f"new (randomly initialised) parameters: {', '.join(model.new_parameters)}")
     if frozen.frozen_blocks:
         say(f"frozen: {', '.join(frozen.frozen_blocks)}")
+    for note in frozen.notes:
+        say(note)
+    if frozen.pending:
+        say(f"gradual unfreezing, top-down: {', '.join(frozen.pending)}")
 
-    trainer, early = build_trainer(recipe, model, tokenizer, data, run_dir, callbacks)
+    layer_callbacks = [frozen.unfreezing] if frozen.unfreezing is not None else []
+    trainer, early = build_trainer(
+        recipe, model, tokenizer, data, run_dir, [*layer_callbacks, *(callbacks or [])]
+    )
     check_evaluation_cadence(recipe, trainer.planned_steps())
     return Prepared(data=data, model=model, frozen=frozen, trainer=trainer, early=early, metric=metric)
 
@@ -219,6 +242,7 @@ def collect_results(
         "trainable_parameters": frozen.trainable,
         "total_parameters": frozen.total,
         "frozen_blocks": frozen.frozen_blocks,
+        "unfrozen_during_training": frozen.unfreezing.history if frozen.unfreezing is not None else [],
         "metric": early.metric,
         "best": {"value": early.best, "step": early.best_step, "epoch": early.best_epoch},
         "stop_reason": early.stop_reason(),

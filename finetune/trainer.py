@@ -66,6 +66,9 @@ def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
         train_sampling_strategy="group_by_length" if training.group_by_length else "random",
         length_column_name="length",
         dataloader_num_workers=training.dataloader_workers,
+        # non-reentrant: gradients reach trainable layers above frozen embeddings (see freezing.py)
+        activation_checkpointing=training.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if training.gradient_checkpointing else None,
         report_to="none",
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=False,
@@ -93,9 +96,17 @@ class RecipeTrainer(Trainer):
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            groups = param_groups(model if model is not None else self.model, self.recipe.optimizer)
+            model = model if model is not None else self.model
+            groups = param_groups(model, self.recipe.optimizer, self.recipe.layer_lr, self.unfrozen_later())
             self.optimizer = build_optimizer(groups, self.recipe.optimizer)
         return self.optimizer
+
+    def unfrozen_later(self) -> set[str]:
+        """Parameters gradual unfreezing releases during the run: in the optimizer from the start."""
+        from .unfreezing import GradualUnfreezing
+
+        callbacks = self.callback_handler.callbacks
+        return {n for c in callbacks if isinstance(c, GradualUnfreezing) for n in c.pending_parameter_names()}
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None:

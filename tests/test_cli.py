@@ -36,13 +36,9 @@ def test_help_does_not_import_torch():
     assert out.strip() == "False"
 
 
-def test_explain_shows_trainable_blocks(tiny_model_dir, capsys):
-    assert (
-        main(
-            ["explain", "base", f"model.name={tiny_model_dir}", "freeze.embeddings=true", "freeze.layers=[0]"]
-        )
-        == 0
-    )
+def test_explain_shows_trainable_blocks(tiny_model_dir, capsys, tmp_path):
+    args = ["explain", "base", f"model.name={tiny_model_dir}", "freeze.embeddings=true", "freeze.layers=[0]"]
+    assert main([*args, "--plot", str(tmp_path / "explain.png")]) == 0
     out = capsys.readouterr().out
     assert "embeddings" in out and "frozen" in out
     assert "layer.1" in out and "trainable" in out

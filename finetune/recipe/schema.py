@@ -6,10 +6,12 @@ from .base import Section
 from .data import DataSection
 from .early_stopping import TASK_METRICS, EarlyStoppingSection
 from .freeze import FreezeSection
+from .layer_lr import LayerLRSection
 from .model import ModelSection
 from .optimizer import OptimizerSection
 from .output import OutputSection
 from .regularization import RegularizationSection
+from .reinit import ReinitSection
 from .schedule import ScheduleSection
 from .training import EvaluationSection, TrainingSection
 
@@ -23,6 +25,8 @@ class Recipe(Section):
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)
     freeze: FreezeSection = Field(default_factory=FreezeSection)
+    layer_lr: LayerLRSection = Field(default_factory=LayerLRSection)
+    reinit: ReinitSection = Field(default_factory=ReinitSection)
     optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     regularization: RegularizationSection = Field(default_factory=RegularizationSection)
@@ -30,6 +34,17 @@ class Recipe(Section):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
     output: OutputSection = Field(default_factory=OutputSection)
+
+    def _gradual_fits_training(self) -> list[str]:
+        """Gradual unfreezing by epochs must fit in the run's epochs (see recipe/freeze.py)."""
+        gradual, training = self.freeze.gradual, self.training
+        by_epochs = gradual is not None and gradual.unit == "epoch" and training.max_steps is None
+        if by_epochs and gradual.every >= training.epochs:
+            return [
+                f"freeze.gradual.every: {gradual.every:g} epochs, but training.epochs is {training.epochs:g}, "
+                f"so nothing would ever unfreeze; make `every` smaller or train longer"
+            ]
+        return []
 
     def to_yaml_dict(self) -> dict:
         """Plain data for writing the resolved recipe: every key, defaults included."""
@@ -48,6 +63,7 @@ class Recipe(Section):
             )
         if task == "regression" and self.regularization.label_smoothing > 0:
             problems.append("regularization.label_smoothing: only applies to classification; set it to 0")
+        problems += self._gradual_fits_training()
         if problems:
             raise ValueError("\n".join(problems))
         return self

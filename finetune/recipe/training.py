@@ -38,6 +38,10 @@ class TrainingSection(Section):
     dataloader_workers: int = Field(0, ge=0)
     """Data-loader worker processes (0 loads batches in the training process)."""
 
+    gradient_checkpointing: bool = False
+    """Recompute layer activations in the backward pass instead of storing them: much less memory, about
+    20-30% slower. Non-reentrant checkpointing, so it works with frozen embeddings and frozen layers."""
+
 
 class EvaluationSection(Section):
     every: Literal["epoch"] | int = "epoch"
