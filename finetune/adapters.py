@@ -93,19 +93,24 @@ def default_targets(spec: PeftSection, model: nn.Module) -> tuple[list[str] | st
 
 
 def trained_modules(model: nn.Module, extra: list[str]) -> list[str]:
-    """Modules trained in full: the task head, every freshly initialised module, and `extra`.
+    """Modules trained in full: the task head, the pooler, every freshly initialised module, `extra`.
 
-    The head is what the anatomy calls `head` (everything above the encoder); a module the
+    The head is what the anatomy calls `head` (everything above the encoder). The pooler (BERT's
+    dense + tanh over [CLS]) is read only by the classification head, and RoBERTa's head holds the
+    same dense layer, which LoRA trains (Hu et al., 2021); so it trains with the head. A module the
     checkpoint did not have (`model.new_parameters`) is random and must train, whatever it is.
     """
     from .anatomy import model_anatomy
 
     try:
-        head = model_anatomy(model).blocks["head"]
+        blocks = model_anatomy(model).blocks
+        names = [*blocks["head"], *blocks.get("pooler", [])]
     except FinetuneError:  # an architecture the anatomy does not know: the heads transformers uses
-        head = [n for n, _ in model.named_parameters() if n.split(".")[0] in ("classifier", "score")]
-    names = [*head, *getattr(model, "new_parameters", [])]
-    return sorted({name.split(".")[0] for name in names} | set(extra))
+        names = [n for n, _ in model.named_parameters() if n.split(".")[0] in ("classifier", "score")]
+    # the modules that own the parameters (peft's IA3 cannot unload containers such as BertPooler)
+    modules = {name.rpartition(".")[0] for name in [*names, *getattr(model, "new_parameters", [])]}
+    modules |= set(extra)
+    return sorted(m for m in modules if m and not any(m.startswith(other + ".") for other in modules))
 
 
 def freeze_adapters_in_frozen_layers(model: nn.Module, frozen_blocks: list[str]) -> None:
@@ -237,5 +242,7 @@ def describe_adapters(wrapper: Any) -> str:
     count = sum(p.numel() for _, p in adapters if p.requires_grad)
     idle = sum(p.numel() for _, p in adapters if not p.requires_grad)
     where = f"; {idle:,} more in frozen layers stay at their start" if idle else ""
-    whole = ", ".join(sorted(set(config.modules_to_save or [])))
+    modules = [name for name, _ in model.named_modules()]
+    present = {m for m in config.modules_to_save or [] if any(n == m or n.endswith("." + m) for n in modules)}
+    whole = ", ".join(sorted(present))  # peft adds `classifier` and `score` whether or not they exist
     return f"{method}{settings} on {targets}: {count:,} adapter parameters train{where}; trained in full: {whole}"

@@ -268,7 +268,7 @@ def predict_dataset(
     encoded = encode(predictor, dataset)
     logits = infer(predictor, encoded, batch_size, progress)
     starts = encoded["word_starts"] if predictor.words else [None] * len(logits)
-    examples = dataset.remove_columns([c for c in dataset.column_names if c == "labels"])
+    examples = dataset.remove_columns([c for c in dataset.column_names if c == "labels"]).to_list()
     records = [prediction_record(predictor, examples[i], logits[i], starts[i]) for i in range(len(logits))]
     return records, logits, encoded
 

@@ -27,6 +27,12 @@ def test_default_targets_per_architecture():
     )
     assert default_targets(PeftSection(method="lora", target_modules=["key"]), model) == (["key"], None)
     assert set(LORA_TARGETS) >= {"bert", "roberta", "distilbert", "deberta-v2", "electra", "modernbert"}
+    assert trained_modules(model, []) == ["bert.pooler.dense", "classifier"]
+    assert trained_modules(model, ["bert.encoder.layer.3.output", "bert.pooler"]) == [
+        "bert.encoder.layer.3.output",
+        "bert.pooler",
+        "classifier",
+    ]
 
 
 def test_distilbert_defaults_match_its_module_names():
@@ -34,6 +40,7 @@ def test_distilbert_defaults_match_its_module_names():
 
     config = DistilBertConfig(dim=32, n_heads=2, hidden_dim=37, n_layers=2, vocab_size=100)
     model = AutoModelForSequenceClassification.from_config(config)
+    assert trained_modules(model, []) == ["classifier", "pre_classifier"]
     wrapper = add_adapters(model, PeftSection(method="lora"), "classification", [])
     adapted = {
         name.split(".lora_")[0].rpartition(".")[2]
@@ -41,7 +48,7 @@ def test_distilbert_defaults_match_its_module_names():
         if ".lora_" in name
     }
     assert adapted == {"q_lin", "v_lin"}
-    assert trained_modules(wrapper.get_base_model(), []) == ["classifier", "pre_classifier"]
+    assert set(wrapper.peft_config["default"].modules_to_save) >= {"classifier", "pre_classifier"}
 
 
 def test_unknown_targets_name_the_key_and_the_modules_that_exist():
@@ -153,6 +160,7 @@ def test_explain_counts_adapters_as_trainable(tiny_recipe, capsys):
     assert rows["layer.3"]["trainable"] == 2 * (4 * 32 + 32 * 4)
     assert rows["embeddings"]["trainable"] == 0
     assert rows["head"]["trainable"] == 2 * 32 + 2  # the head's trained copy
+    assert rows["pooler"]["trainable"] == 32 * 32 + 32  # the pooler trains with the head
 
 
 def test_peft_and_gradual_unfreezing_do_not_mix():
