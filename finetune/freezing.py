@@ -218,11 +218,6 @@ def frozen_names(
     return frozen
 
 
-def frozen_blocks(spec: FreezeSection, anatomy: Anatomy) -> list[str]:
-    """The anatomy blocks the block rules of `freeze:` freeze, bottom-up (regexes and train_only aside)."""
-    return selected_blocks(spec, anatomy, "freeze", [])
-
-
 def gradual_plan(
     spec: FreezeSection, anatomy: Anatomy, frozen: set[str], notes: list[str]
 ) -> dict[str, list[str]]:

@@ -90,10 +90,12 @@ class BlockWatcher(TrainerCallback):
         self.previous = current
         groups = optimizer.param_groups
         self.lr_ratios[state.global_step] = {g["block"]: g["lr"] / g["initial_lr"] for g in groups}
+        self.peaks = {g["block"]: g["initial_lr"] for g in groups}
 
 
 def test_no_block_changes_before_its_turn_and_every_block_changes_after(tiny_recipe):
     tiny_recipe["freeze"] = {"gradual": {"every": 2, "unit": "step", "start_layers": 1}}
+    tiny_recipe["layer_lr"] = {"decay": 0.8}  # per-block LRs, each group scheduled alike
     tiny_recipe["schedule"] = {"warmup_steps": 0}  # every step moves what is trainable
     tiny_recipe["training"]["max_steps"] = 10
     tiny_recipe["evaluation"]["before_training"] = False
@@ -119,6 +121,8 @@ def test_no_block_changes_before_its_turn_and_every_block_changes_after(tiny_rec
     # a newly unfrozen group runs on the same schedule as the others: same LR / peak ratio at every step
     for step, ratios in watcher.lr_ratios.items():
         assert len(set(round(r, 12) for r in ratios.values())) == 1, step
+    assert watcher.peaks["layer.0"] == pytest.approx(1e-3 * 0.8**4)  # LLRD: layer 0 of 4
+    assert watcher.peaks["embeddings"] == pytest.approx(1e-3 * 0.8**5)
     history = result.results["unfrozen_during_training"]
     assert [(h["block"], h["step"]) for h in history] == list(turn.items())
 

@@ -116,13 +116,6 @@ class Selection(Section):
             self.embeddings or self.layers or self.bottom is not None or self.top is not None or self.pooler
         )
 
-    def selects_blocks(self) -> bool:
-        """Whether this selection names any block (the head included)."""
-        return self.needs_anatomy() or self.head
-
-    def is_empty(self) -> bool:
-        return not (self.selects_blocks() or self.patterns or self.modules)
-
 
 class TrainOnlySection(Selection):
     """`freeze.train_only:` what stays trainable; everything else is frozen."""
