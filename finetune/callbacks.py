@@ -87,6 +87,18 @@ class EarlyStopping(TrainerCallback):
             model.load_state_dict(self.best_state)
             self.restored = True
 
+    # The scalar state a checkpoint records; the best weights (`best_state`) are saved beside it
+    # as a model folder by `checkpoints.py`, which also puts them back on resume.
+    _STATE_KEYS = ("best", "best_step", "best_epoch", "evaluations_without_improvement", "stopped_at_step")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Best value and step, and the patience counter (JSON-serialisable)."""
+        return {key: getattr(self, key) for key in self._STATE_KEYS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in self._STATE_KEYS:
+            setattr(self, key, state[key])
+
     def stop_reason(self) -> str:
         if self.stopped_at_step is not None:
             return (

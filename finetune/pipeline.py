@@ -11,26 +11,32 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
+from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
 from .data import TaskData, load_task_data, tokenize
+from .distributed import fingerprints_of_all_processes, is_main_process, quiet_unless_main
 from .errors import FinetuneError
-from .freezing import FreezeSummary, apply_freeze
+from .faults import FaultGuard, RunInterrupted, TrainingDiverged
+from .freezing import FreezeSummary, apply_freeze, summarize
 from .metrics import check_watched_metric, metrics_function
 from .modeling import load_model, load_tokenizer
 from .plots import plot_run
 from .recipe import Recipe
+from .report import write_run_documents
 from .runs import (
     METRICS_FILE,
     MODEL_DIR,
-    create_run_dir,
+    changed_data_files,
     environment,
     peak_rss_mb,
     read_metrics,
-    write_recipe,
+    record_data_files,
     write_results,
 )
+from .token_data import token_collator, tokenize_words
 
 
 @dataclass
@@ -41,7 +47,9 @@ class RunResult:
 
 
 def say(message: str) -> None:
-    print(message, flush=True)
+    """Print for the user (once: only the main process of a multi-process run speaks)."""
+    if is_main_process():
+        print(message, flush=True)
 
 
 def freeze_model(model: Any, recipe: Recipe) -> FreezeSummary:
@@ -81,11 +89,17 @@ def build_trainer(
     """The RecipeTrainer with tokenized data, metrics and the recipe's callbacks."""
     from transformers import DataCollatorWithPadding
 
-    from .trainer import RecipeTrainer, training_arguments
+    from .trainer import RecipeTrainer, point_tensorboard_at, training_arguments
 
     max_length = recipe.data.max_length
-    train_set = tokenize(data.train, tokenizer, max_length)
-    eval_set = tokenize(data.validation, tokenizer, max_length)
+    words = recipe.model.task == "token_classification"  # word lists, labels aligned to sub-words
+    encode = tokenize_words if words else tokenize
+    train_set = encode(data.train, tokenizer, max_length)
+    if recipe.regularization.augments_text:  # new word deletions/swaps every epoch, train only
+        from .augment import AugmentedTexts
+
+        train_set = AugmentedTexts(data.train, tokenizer, max_length, recipe.regularization, recipe.training.seed)
+    eval_set = encode(data.validation, tokenizer, max_length)
     stopping = recipe.early_stopping
     task = recipe.model.task
     early = EarlyStopping(
@@ -103,10 +117,17 @@ def build_trainer(
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=metrics_function(task, data.num_labels, recipe.evaluation.extra_metrics),
+        data_collator=token_collator(tokenizer) if words else DataCollatorWithPadding(tokenizer),
+        compute_metrics=metrics_function(
+            task,
+            data.num_labels,
+            recipe.evaluation.extra_metrics,
+            threshold=recipe.model.decision_threshold,
+            label_names=data.label_names,
+        ),
         callbacks=[early, JsonlLogger(run_dir / METRICS_FILE), RecipeProgress(early), *(callbacks or [])],
     )
+    point_tensorboard_at(trainer, run_dir / "tensorboard")  # when output.report_to has tensorboard
     return trainer, early
 
 
@@ -130,6 +151,7 @@ class Prepared:
     trainer: Any
     early: EarlyStopping
     metric: str
+    adapted: Any = None  # the peft wrapper of `model` when `peft:` is on (used to save)
 
 
 def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -> Prepared:
@@ -149,6 +171,11 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     tokenizer = load_tokenizer(recipe.model)
     model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
     frozen = freeze_model(model, recipe)
+    adapted = add_adapters(model, recipe.peft, task, frozen.frozen_blocks)
+    if adapted is not None:  # peft froze the pretrained weights: count again
+        counted = summarize(model)
+        frozen.trainable, frozen.total = counted.trainable, counted.total
+        say(f"peft: {describe_adapters(adapted)}")
     say(f"model: {recipe.model.name} ({model.config.model_type}); {frozen.line()}")
     if getattr(model, "new_parameters", None):
         say(f"new (randomly initialised) parameters: {', '.join(model.new_parameters)}")
@@ -164,50 +191,155 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         recipe, model, tokenizer, data, run_dir, [*layer_callbacks, *(callbacks or [])]
     )
     check_evaluation_cadence(recipe, trainer.planned_steps())
-    return Prepared(data=data, model=model, frozen=frozen, trainer=trainer, early=early, metric=metric)
+    return Prepared(
+        data=data, model=model, frozen=frozen, trainer=trainer, early=early, metric=metric, adapted=adapted
+    )
 
 
-def train(recipe: Recipe, source: str | None = None, callbacks: list[Any] | None = None) -> RunResult:
+def train(
+    recipe: Recipe,
+    source: str | None = None,
+    callbacks: list[Any] | None = None,
+    resume: str | Path | None = None,
+    allow_recipe_change: bool = False,
+) -> RunResult:
     """Run a recipe end to end and write its run folder.
 
     `callbacks` are extra `TrainerCallback`s (e.g. a sweep's pruning reporter), run after ours.
     A user error found while preparing removes the run folder this call created (it holds nothing
-    yet but the recipe), so a failed start leaves no half-made run behind.
+    yet but the recipe), so a failed start leaves no half-made run behind. `resume` continues a run
+    folder from its newest checkpoint (see checkpoints.py). A run stopped by a signal, a non-finite
+    loss or a diverging metric writes what it knows and raises (faults.py).
     """
     started = time.time()
-    run_dir = create_run_dir(recipe)
-    write_recipe(run_dir, recipe, source)
-    say(f"run folder: {run_dir}")
+    quiet_unless_main()
+    run_dir, point, changes = open_run_dir(recipe, source, resume, allow_recipe_change)
+    say(f"run folder: {run_dir}" + (f" (resuming from {point.checkpoint.name})" if point else ""))
+    guard = FaultGuard(recipe.guards, recipe.model.task)
     try:
-        run = prepare(recipe, run_dir, callbacks)
+        run = prepare(recipe, run_dir, [CheckpointCadence(recipe.checkpoints), guard, *(callbacks or [])])
     except FinetuneError:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if point is None and is_main_process():
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     trainer, early = run.trainer, run.early
+    check_data_files(run_dir, run.data.sources, resumed=point is not None)
+    if run.frozen.unfreezing is not None:  # DDP does not average layers unfrozen after it wrapped the model
+        run.frozen.unfreezing.on_unfreeze.append(lambda blocks, params: trainer.late_parameters.add(params))
+    say(batch_line(trainer))
 
-    initial = trainer.evaluate() if recipe.evaluation.before_training else {}
-    if initial:
+    if point is None:
+        initial = trainer.evaluate() if recipe.evaluation.before_training else {}
+        resumes = []
+    else:
+        initial = point.state.get("initial_metrics", {})
+        resumes = [*point.state.get("resumes", []), {"step": point.step, "recipe_changes": changes}]
+    if initial and point is None:
         say(f"before training: {format_metrics(initial)}")
+    trainer.run_state = {"initial_metrics": initial, "resumes": resumes}
     train_started = time.time()
-    output = trainer.train()
+    try:
+        output = trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+    finally:
+        guard.restore_signal_handlers()
     train_seconds = time.time() - train_started
+    if guard.stopped_by is not None:
+        stop_run(recipe, run, run_dir, guard, initial, output, train_seconds)
     final = trainer.evaluate()  # the restored best weights, checked once more
-    if early.restored:
+    if trainer.swa is not None:
+        say(f"{trainer.swa.describe()}: {format_metrics(final)}")
+    elif early.restored:
         say(f"after training (best weights, step {early.best_step}): {format_metrics(final)}")
 
-    if recipe.output.save_model:
+    fingerprints = fingerprints_of_all_processes(trainer.model)  # every process takes part
+    if recipe.output.save_model and run.adapted is not None:
+        if is_main_process():
+            save_adapted(run.adapted, run_dir / MODEL_DIR, recipe.peft.save, trainer.processing_class)
+    elif recipe.output.save_model:
         save_model(trainer, run_dir / MODEL_DIR)
     results = collect_results(
         recipe, run.data, run.frozen, trainer, early, initial, final, output, train_seconds
     )
+    results.update(status="completed", resumes=resumes, weights_fingerprints=fingerprints)
+    results["skipped_steps"] = guard.skipped_steps  # non-finite losses skipped (guards.nonfinite_loss)
+    if trainer.swa is not None:  # final_metrics are those of the averaged weights
+        results["swa"] = trainer.swa.summary()
     results["wall_seconds"] = round(time.time() - started, 2)
-    write_results(run_dir, results)
-    if recipe.output.plots:
-        plot_run(run_dir, read_metrics(run_dir), watched=run.metric)
+    if is_main_process():
+        write_results(run_dir, results)
+        if recipe.output.plots:
+            plot_run(run_dir, read_metrics(run_dir), watched=run.metric)
+        write_run_documents(run_dir)  # report.md, and the model card in model/README.md
+        if not recipe.checkpoints.keep_after_training:
+            remove_checkpoints(run_dir)
     say(
         f"{early.stop_reason()}; best {run.metric} {early.best} at step {early.best_step}. Results: {run_dir}"
     )
     return RunResult(run_dir=run_dir, results=results, trainer=trainer)
+
+
+def batch_line(trainer: Any) -> str:
+    """`batch: 32 per optimizer step = 8 per device x 2 processes x 2 accumulation steps; 120 steps`."""
+    args = trainer.args
+    per_device, processes, accumulation = (
+        args.per_device_train_batch_size,
+        args.world_size,
+        args.gradient_accumulation_steps,
+    )
+    total = per_device * processes * accumulation
+    return (
+        f"batch: {total} per optimizer step = {per_device} per device x {processes} "
+        f"process{'es' if processes > 1 else ''} x {accumulation} accumulation step"
+        f"{'s' if accumulation > 1 else ''}; {trainer.planned_steps()} optimizer steps"
+    )
+
+
+def check_data_files(run_dir: Path, sources: dict[str, str], resumed: bool) -> None:
+    """Record the data files' hashes in a new run; on resume, warn when one has changed since."""
+    if not is_main_process():
+        return
+    if not resumed:
+        record_data_files(run_dir, sources)
+        return
+    for change in changed_data_files(run_dir, sources):
+        say(f"warning: data file changed: {change}. The resumed run trains on the new content.")
+
+
+def stop_run(
+    recipe: Recipe,
+    run: Prepared,
+    run_dir: Path,
+    guard: FaultGuard,
+    initial: dict[str, float],
+    output: Any,
+    train_seconds: float,
+) -> NoReturn:
+    """Finish a run a fault stopped: write what is known, keep the best weights, raise the fault's error."""
+    trainer, early = run.trainer, run.early
+    results = collect_results(
+        recipe, run.data, run.frozen, trainer, early, initial, {}, output, train_seconds
+    )
+    results.update(stop_reason=guard.stop_reason, resumes=trainer.run_state.get("resumes", []))
+    command = f"finetune train --resume {run_dir}"
+    if guard.stopped_by == "signal":
+        results.update(status="interrupted", resume_command=command)
+        if is_main_process():
+            write_results(run_dir, results)
+        raise RunInterrupted(
+            f"{guard.stop_reason}; checkpoint saved in {run_dir / 'checkpoints'}. Continue with: {command}",
+            guard.signal_received,
+        )
+    kept = ""
+    if early.restored and recipe.output.save_model:  # the best weights are finite: keep them
+        save_model(trainer, run_dir / MODEL_DIR)
+        kept = f" The best weights (step {early.best_step}, {early.metric} {early.best:.4g}) are in {run_dir / MODEL_DIR}."
+    results.update(status="diverged")
+    if is_main_process():
+        write_results(run_dir, results)
+    raise TrainingDiverged(
+        f"{guard.stop_reason}; training stopped.{kept} Try a lower optimizer.lr, a longer warmup or "
+        f"regularization.clip_grad_norm; see guards: in the README."
+    )
 
 
 def save_model(trainer: Any, folder: Path) -> None:

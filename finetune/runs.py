@@ -3,15 +3,21 @@
 A run folder holds everything needed to understand and reproduce the run:
 
     recipe.yaml     the fully resolved recipe (re-running it reproduces the run)
+    data_files.json the SHA-256 of every data file read (a resume warns when one changed)
     metrics.jsonl   every training log and evaluation, one JSON object per line
     results.json    final and best validation metrics, best step, time, throughput, memory
     model/          the best model and tokenizer, in Hugging Face format
     *.png           plots of the learning rate, losses and validation metric
+    checkpoints/    full training state, for resuming (see checkpoints.py)
+
+Only the main process of a multi-process run writes here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
 import resource
 import sys
@@ -28,6 +34,7 @@ RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 MODEL_DIR = "model"
+DATA_FILES = "data_files.json"
 
 
 def default_run_dir(recipe: Recipe, now: datetime | None = None) -> Path:
@@ -69,6 +76,68 @@ def write_recipe(run_dir: Path, recipe: Recipe, source: str | None = None) -> Pa
     return path
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write a file under a temporary name and rename it: a reader sees the old or the new, never half."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def truncate_metrics(run_dir: Path, step: int) -> int:
+    """Drop `metrics.jsonl` records after `step` (a resumed run logs them again); returns how many."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    write_atomically(path, "".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_file_hashes(sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Path, size and SHA-256 of each data source that is a local file (hub ids are skipped)."""
+    hashes = {}
+    for split, source in sources.items():
+        path = Path(source)
+        if path.is_file():
+            hashes[split] = {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    return hashes
+
+
+def record_data_files(run_dir: Path, sources: dict[str, str]) -> None:
+    """Write `data_files.json`, so a later resume can tell whether the data changed."""
+    write_atomically(run_dir / DATA_FILES, json.dumps(data_file_hashes(sources), indent=2) + "\n")
+
+
+def changed_data_files(run_dir: Path, sources: dict[str, str]) -> list[str]:
+    """One line per data file whose content differs from what the run recorded when it started."""
+    path = run_dir / DATA_FILES
+    if not path.is_file():
+        return []
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    now = data_file_hashes(sources)
+    changes = []
+    for split, before in recorded.items():
+        after = now.get(split)
+        if after is None:
+            changes.append(f"{split}: {before['path']} is no longer read")
+        elif after["sha256"] != before["sha256"]:
+            changes.append(
+                f"{split}: {after['path']} changed since the run started "
+                f"({before['bytes']:,} -> {after['bytes']:,} bytes, sha256 {before['sha256'][:12]} -> "
+                f"{after['sha256'][:12]})"
+            )
+    return changes
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / METRICS_FILE
     if not path.is_file():
@@ -78,7 +147,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def write_results(run_dir: Path, results: dict[str, Any]) -> Path:
     path = run_dir / RESULTS_FILE
-    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    write_atomically(path, json.dumps(results, indent=2, sort_keys=False) + "\n")
     return path
 
 

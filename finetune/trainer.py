@@ -13,22 +13,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.training_args import ParallelMode
 
+from . import batching
+from .checkpoints import restore_training_state, save_checkpoint
+from .distributed import EpochSeededSampler, LateParameterSync, process_count, strategy_arguments
 from .errors import FinetuneError
+from .faults import FaultGuard
 from .optim import build_optimizer, param_groups
 from .recipe import Recipe
-from .regularization import loss_terms
+from .regularization import forward_inputs, loss_terms, pretrained_anchors
 from .schedules import build_scheduler
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
 def resolve_precision(precision: str, use_cpu: bool) -> str:
-    """`auto` -> bf16 on GPUs with bf16 support, fp16 on other GPUs, fp32 on CPU."""
+    """`auto` -> bf16 on GPUs with bf16 support, fp16 on other GPUs; on a CPU, bf16 when it has bf16
+    instructions (`cpu_has_bf16`), else fp32 (see benchmarks/README.md for the measurements)."""
     on_gpu = torch.cuda.is_available() and not use_cpu
     if precision == "auto":
         if not on_gpu:
-            return "fp32"
+            return "bf16" if cpu_has_bf16() else "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp16" and not on_gpu:
         raise FinetuneError(
@@ -37,17 +52,42 @@ def resolve_precision(precision: str, use_cpu: bool) -> str:
     return precision
 
 
+def trackers(names: list[str]) -> list[str] | str:
+    """`output.report_to` for the Trainer's integrations; a missing package is a clear error."""
+    from transformers.integrations import is_mlflow_available, is_tensorboard_available, is_wandb_available
+
+    available = {
+        "tensorboard": is_tensorboard_available,
+        "wandb": is_wandb_available,
+        "mlflow": is_mlflow_available,
+    }
+    for name in names:
+        if not available[name]():
+            raise FinetuneError(f"output.report_to: '{name}' needs its package; pip install {name}")
+    return list(names) or "none"
+
+
+def point_tensorboard_at(trainer: Trainer, folder: Path) -> None:
+    """Make the Trainer's TensorBoard integration write to `folder` (its default is under output_dir)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(folder)
+
+
 def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
     """The `TrainingArguments` a recipe implies (optimizer and schedule are built by the trainer)."""
     training, evaluation = recipe.training, recipe.evaluation
     use_cpu = training.cpu or not torch.cuda.is_available()
     precision = resolve_precision(training.precision, use_cpu)
     by_steps = evaluation.every != "epoch"
+    per_device, accumulation = training.batch_plan(process_count())
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=training.batch_size,
+        per_device_train_batch_size=per_device,
         per_device_eval_batch_size=evaluation.batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation,
         num_train_epochs=training.epochs,
         max_steps=training.max_steps or -1,
         learning_rate=recipe.optimizer.lr,
@@ -55,7 +95,7 @@ def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
         max_grad_norm=recipe.regularization.clip_grad_norm or 0.0,
         eval_strategy="steps" if by_steps else "epoch",
         eval_steps=evaluation.every if by_steps else None,
-        save_strategy="no",
+        save_strategy="no",  # checkpoints.CheckpointCadence decides, RecipeTrainer writes them atomically
         logging_strategy="steps",
         logging_steps=training.logging_steps,
         seed=training.seed,
@@ -66,12 +106,15 @@ def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
         train_sampling_strategy="group_by_length" if training.group_by_length else "random",
         length_column_name="length",
         dataloader_num_workers=training.dataloader_workers,
+        dataloader_pin_memory=training.pin_memory,
+        torch_compile=training.compile,
         # non-reentrant: gradients reach trainable layers above frozen embeddings (see freezing.py)
         activation_checkpointing=training.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if training.gradient_checkpointing else None,
-        report_to="none",
+        report_to=trackers(recipe.output.report_to),
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=False,
+        **strategy_arguments(recipe.distributed),
     )
 
 
@@ -80,7 +123,13 @@ class RecipeTrainer(Trainer):
 
     def __init__(self, recipe: Recipe, **kwargs: Any) -> None:
         self.recipe = recipe
+        if recipe.regularization.mixout > 0:  # before the Trainer moves the model (anchors are buffers)
+            from .mixout import apply_mixout
+
+            apply_mixout(kwargs["model"], recipe.regularization.mixout)
         super().__init__(**kwargs)
+        # L2-SP's reference: the pretrained weights as they are now, before any step.
+        self.anchors = pretrained_anchors(self.model) if recipe.regularization.l2_sp > 0 else None
         # Our loss is a per-batch mean: the Trainer divides it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
         self._loss_terms: dict[str, float] = defaultdict(float)
@@ -88,6 +137,117 @@ class RecipeTrainer(Trainer):
         for callback in list(self.callback_handler.callbacks):
             if type(callback) is ProgressCallback:  # replaced by RecipeProgress
                 self.callback_handler.remove_callback(callback)
+        callbacks = self.callback_handler.callbacks
+        self.fault_guard = next((c for c in callbacks if isinstance(c, FaultGuard)), None)
+        self.late_parameters = LateParameterSync()  # layers unfrozen after DDP wrapped the model
+        self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
+        self.swa = self._add_recipe_callbacks()
+        self._eval_lengths: list[int] | None = None
+        self.prefix_cache = self._install_prefix_cache()
+
+    def _install_prefix_cache(self) -> Any:
+        """The frozen-prefix cache of `training.prefix_cache` (prefix_cache.py), on the placed model."""
+        training = self.recipe.training
+        if not training.prefix_cache:
+            return None
+        from .prefix_cache import install_prefix_cache
+
+        return install_prefix_cache(
+            self.model, training.prefix_cache_memory_mb, verbose=self.args.process_index == 0
+        )
+
+    def _add_recipe_callbacks(self) -> Any:
+        """Callbacks the recipe's schedule and regularization need (run after the pipeline's own,
+        so SWA's weights replace the restored best ones). Returns the SWA callback, if any."""
+        from .augment import AugmentationEpoch, AugmentedTexts
+        from .clipping import ClipGradValue
+        from .lr_scheduling import ReduceOnPlateau
+        from .swa import StochasticWeightAveraging
+
+        recipe, spec = self.recipe, self.recipe.regularization
+        if recipe.schedule.name == "plateau":
+            self.add_callback(ReduceOnPlateau(recipe.early_stopping.watched_metric(recipe.model.task)))
+        if spec.clip_grad_value is not None:
+            self.add_callback(ClipGradValue(spec.clip_grad_value))
+        if isinstance(self.train_dataset, AugmentedTexts):
+            self.add_callback(AugmentationEpoch(self.train_dataset))
+        if spec.swa_start is None:
+            return None
+        swa = StochasticWeightAveraging(spec.swa_start, spec.swa_every)
+        self.add_callback(swa)
+        return swa
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Length-grouped batches from the lengths measured at tokenization (batching.py); seeded by
+        (seed, epoch), so every process and a resumed run draw the same batches."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = batching.dataset_lengths(self.train_dataset)  # the columns `dataset` lost to the Trainer
+        if self.recipe.training.group_by_length and lengths is not None and len(lengths) == len(dataset):
+            return batching.LengthGroupedSampler(
+                lengths, self.args.train_batch_size, seed=self.args.data_seed
+            )
+        sampler = super()._get_train_sampler(train_dataset)  # data without a length column
+        if isinstance(sampler, LengthGroupedSampler):  # its order must not depend on the global RNG
+            return EpochSeededSampler(sampler, self.args.data_seed)
+        return sampler
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        """Longest-first evaluation (least padding); `evaluation_loop` restores the data order."""
+        lengths = batching.dataset_lengths(eval_dataset) or self._eval_lengths
+        sortable = self.recipe.training.group_by_length and self.args.eval_do_concat_batches
+        if sortable and lengths is not None and len(lengths) == len(eval_dataset):
+            return batching.LengthSortedSampler(lengths)
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        chosen = self.eval_dataset if eval_dataset is None else eval_dataset
+        chosen = self.eval_dataset[chosen] if isinstance(chosen, str) else chosen
+        return self._with_lengths_of(chosen, super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset: Any) -> Any:
+        return self._with_lengths_of(test_dataset, super().get_test_dataloader, test_dataset)
+
+    def _with_lengths_of(self, dataset: Any, make_loader: Any, *args: Any) -> Any:
+        """Build a loader while the lengths of `dataset` are known (the Trainer drops that column)."""
+        self._eval_lengths = batching.dataset_lengths(dataset)
+        try:
+            return make_loader(*args)
+        finally:
+            self._eval_lengths = None
+
+    def evaluation_loop(self, dataloader: Any, *args: Any, **kwargs: Any) -> Any:
+        output = super().evaluation_loop(dataloader, *args, **kwargs)
+        sampler = batching.find_sampler(dataloader)
+        if isinstance(sampler, batching.LengthSortedSampler) and output.num_samples == len(sampler):
+            output = output._replace(
+                predictions=batching.restore_order(output.predictions, sampler.order),
+                label_ids=batching.restore_order(output.label_ids, sampler.order),
+            )
+        return output
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        # An evaluation before training prepares the model for evaluation only, and Accelerate then
+        # returns it as "already prepared" when training asks for DDP: the processes would train
+        # unsynchronised replicas (seen with transformers 5.23 / accelerate 1.15; tests/test_launch.py).
+        if self.model_wrapped is self.model and self.args.parallel_mode == ParallelMode.DISTRIBUTED:
+            self.model._is_accelerate_prepared = False
+        return super().train(*args, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.fault_guard is not None:
+            self.fault_guard.observe_loss(loss)
+        if self.accelerator.sync_gradients:  # the last micro-batch: gradients are complete
+            self.late_parameters.sync()
+        return loss
+
+    def _save_checkpoint(self, model, trial) -> None:
+        save_checkpoint(self, self.recipe.checkpoints.keep_last)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is not None:  # callbacks first: e.g. unfrozen blocks before the optimizer state
+            restore_training_state(self, Path(checkpoint))
+        super()._load_optimizer_and_scheduler(checkpoint)
 
     def planned_steps(self) -> int:
         """Optimizer steps this run will take (before any early stop), as the Trainer computes them."""
@@ -111,7 +271,17 @@ class RecipeTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None:
             optimizer = optimizer if optimizer is not None else self.optimizer
-            self.lr_scheduler = build_scheduler(optimizer, self.recipe.schedule, num_training_steps)
+            recipe = self.recipe
+            steps_per_epoch = None
+            if recipe.schedule.uses_epochs:  # optimizer steps per epoch, as the Trainer counts them
+                steps_per_epoch = self.set_initial_training_values(self.args, self.get_train_dataloader())[1]
+            self.lr_scheduler = build_scheduler(
+                optimizer,
+                recipe.schedule,
+                num_training_steps,
+                steps_per_epoch,
+                greater_is_better=recipe.early_stopping.greater_is_better(recipe.model.task),
+            )
             self._created_lr_scheduler = True
         return self.lr_scheduler
 
@@ -119,11 +289,11 @@ class RecipeTrainer(Trainer):
         self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any
     ) -> dict[str, torch.Tensor]:
         """The named terms of the training loss; their sum is what backpropagates."""
-        return loss_terms(self.recipe.regularization, self.recipe.model.task, model, inputs, outputs)
+        spec = self.recipe.regularization
+        return loss_terms(spec, self.recipe.model.task, model, inputs, outputs, self.anchors)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        forward_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-        outputs = model(**forward_inputs)
+        outputs = model(**forward_inputs(self.recipe.regularization, model, inputs))  # x2 for R-Drop
         terms = self.loss_terms(model, inputs, outputs)
         loss = sum(terms.values())
         if model.training and len(terms) > 1:

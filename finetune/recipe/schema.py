@@ -3,13 +3,17 @@
 from pydantic import Field, model_validator
 
 from .base import Section
+from .checkpoints import CheckpointsSection
 from .data import DataSection
+from .distributed import DistributedSection
 from .early_stopping import TASK_METRICS, EarlyStoppingSection
 from .freeze import FreezeSection
+from .guards import GuardsSection
 from .layer_lr import LayerLRSection
 from .model import ModelSection
 from .optimizer import OptimizerSection
 from .output import OutputSection
+from .peft import PeftSection
 from .regularization import RegularizationSection
 from .reinit import ReinitSection
 from .schedule import ScheduleSection
@@ -27,6 +31,7 @@ class Recipe(Section):
     freeze: FreezeSection = Field(default_factory=FreezeSection)
     layer_lr: LayerLRSection = Field(default_factory=LayerLRSection)
     reinit: ReinitSection = Field(default_factory=ReinitSection)
+    peft: PeftSection = Field(default_factory=PeftSection)
     optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     regularization: RegularizationSection = Field(default_factory=RegularizationSection)
@@ -34,6 +39,28 @@ class Recipe(Section):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    checkpoints: CheckpointsSection = Field(default_factory=CheckpointsSection)
+    guards: GuardsSection = Field(default_factory=GuardsSection)
+    distributed: DistributedSection = Field(default_factory=DistributedSection)
+
+    def _task_fits_data(self) -> list[str]:
+        """Keys that only some tasks read (see recipe/data.py), and what peft cannot combine with."""
+        task, data = self.model.task, self.data
+        problems = []
+        if task == "token_classification" and data.text_pair is not None:
+            problems.append(
+                "data.text_pair: token_classification tags one text per example; remove data.text_pair"
+            )
+        if self.peft.enabled and self.freeze.gradual is not None:
+            problems.append(
+                "freeze.gradual: peft keeps every pretrained weight frozen, so there is nothing to unfreeze; "
+                "remove freeze.gradual or set peft.method: none"
+            )
+        if data.format == "conll" and task != "token_classification":
+            problems.append(
+                f"data.format: `conll` files hold token tags; set model.task: token_classification (is {task})"
+            )
+        return problems
 
     def _gradual_fits_training(self) -> list[str]:
         """Gradual unfreezing by epochs must fit in the run's epochs (see recipe/freeze.py)."""
@@ -46,9 +73,82 @@ class Recipe(Section):
             ]
         return []
 
+    def _faults_fit_run(self) -> list[str]:
+        """Resuming, guards and distribution against the rest of the recipe (see checkpoints.py, guards.py)."""
+        problems = []
+        if self.checkpoints.resume == "auto" and self.output.dir is None:
+            problems.append(
+                "checkpoints.resume: `auto` needs a fixed output.dir (a timestamped folder is new every run); "
+                "set output.dir"
+            )
+        divergence = self.guards.divergence
+        task_metrics = TASK_METRICS[self.model.task]
+        if (
+            divergence is not None
+            and divergence.metric not in task_metrics
+            and not self.evaluation.extra_metrics
+        ):
+            problems.append(
+                f"guards.divergence.metric: '{divergence.metric}' is not a {self.model.task} metric; "
+                f"choose one of {', '.join(task_metrics)}"
+            )
+        if self.freeze.gradual is not None and self.distributed.strategy != "ddp":
+            problems.append(
+                f"distributed.strategy: gradual unfreezing (freeze.gradual) works with `ddp` only; "
+                f"{self.distributed.strategy} fixes the trainable parameters when it shards the model"
+            )
+        return problems
+
     def to_yaml_dict(self) -> dict:
         """Plain data for writing the resolved recipe: every key, defaults included."""
         return self.model_dump(mode="json")
+
+    def _schedule_fits_run(self) -> list[str]:
+        """Schedule and regularization keys that depend on the optimizer, the task or early stopping."""
+        schedule, reg, task = self.schedule, self.regularization, self.model.task
+        problems = []
+        if schedule.min_lr is not None and schedule.min_lr >= self.optimizer.lr:
+            problems.append(
+                f"schedule.min_lr: {schedule.min_lr:g} must be below optimizer.lr ({self.optimizer.lr:g})"
+            )
+        stopping = self.early_stopping
+        patience = 1 if schedule.patience is None else schedule.patience
+        if schedule.name == "plateau" and stopping.enabled and patience + 1 >= stopping.patience:
+            given = "" if schedule.patience is not None else " by default"
+            problems.append(
+                f"schedule.patience: {patience}{given} cuts the LR at evaluation {patience + 1} without "
+                f"improvement, but early stopping ends the run at evaluation {stopping.patience}; lower "
+                f"schedule.patience or raise early_stopping.patience"
+            )
+        if reg.augments_text and task == "token_classification":
+            problems.append(
+                "regularization.word_deletion/word_swap: deleting or moving words would misalign the tags "
+                "of token_classification; set them to 0"
+            )
+        return problems
+
+    def _performance_fits(self) -> list[str]:
+        """The prefix cache and compilation against freezing, adapters and augmentation (prefix_cache.py)."""
+        training, problems = self.training, []
+        if not training.prefix_cache:
+            return problems
+        needs = [
+            (
+                not self.freeze.eval_mode,
+                "needs freeze.eval_mode: true (cached outputs must not depend on dropout)",
+            ),
+            (training.compile, "cannot be combined with training.compile; turn one of them off"),
+            (self.peft.enabled, "cannot be combined with peft adapters; set training.prefix_cache: false"),
+            (
+                self.regularization.augments_text,
+                "would never hit: regularization.word_deletion/word_swap change the texts every epoch",
+            ),
+            (
+                self.distributed.strategy != "ddp",
+                f"works with distributed.strategy ddp, not {self.distributed.strategy}",
+            ),
+        ]
+        return [f"training.prefix_cache: {message}" for failed, message in needs if failed]
 
     @model_validator(mode="after")
     def _sections_agree(self) -> "Recipe":
@@ -63,7 +163,11 @@ class Recipe(Section):
             )
         if task == "regression" and self.regularization.label_smoothing > 0:
             problems.append("regularization.label_smoothing: only applies to classification; set it to 0")
+        problems += self._task_fits_data()
         problems += self._gradual_fits_training()
+        problems += self._faults_fit_run()
+        problems += self._schedule_fits_run()
+        problems += self._performance_fits()
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -2,8 +2,9 @@
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from ..errors import RecipeError
 from .base import Section
 
 
@@ -15,7 +16,13 @@ class TrainingSection(Section):
     """Stop after this many optimizer steps; overrides `epochs` (the schedule spans these steps)."""
 
     batch_size: int = Field(32, gt=0)
-    """Examples per device per forward pass."""
+    """Examples per device per forward pass. With `global_batch_size`, the most per device: a larger
+    share is split into gradient-accumulation steps."""
+
+    global_batch_size: int | None = Field(None, gt=0)
+    """Examples per optimizer step over all processes; the same recipe then takes the same steps on
+    1 or N devices (per-device batch and accumulation are derived). Give this or
+    `gradient_accumulation_steps`, not both. Null: the global batch is batch_size x accumulation x processes."""
 
     gradient_accumulation_steps: int = Field(1, ge=1)
     """Forward passes per optimizer step; the effective batch is batch_size x this x processes."""
@@ -24,10 +31,12 @@ class TrainingSection(Section):
     """Seed for weight init of new heads, data shuffling, dropout and the validation split."""
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """`auto`: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU. `bf16` also works on CPU."""
+    """`auto`: bf16 on GPUs that support it, fp16 (with loss scaling) on older GPUs; on a CPU, bf16 where
+    it has bf16 instructions (AVX512-BF16 or AMX), else fp32. `bf16` also works on any CPU (autocast)."""
 
     group_by_length: bool = True
-    """Batch examples of similar length together (less padding, faster); still shuffled between batches."""
+    """Batch examples of similar length together (less padding, faster; batches are still random in
+    composition and order), and evaluate longest-first (predictions come back in data order)."""
 
     cpu: bool = False
     """Train on the CPU even when a GPU is present."""
@@ -38,9 +47,55 @@ class TrainingSection(Section):
     dataloader_workers: int = Field(0, ge=0)
     """Data-loader worker processes (0 loads batches in the training process)."""
 
+    pin_memory: bool = True
+    """Put batches in page-locked host memory: faster copies to a GPU. No effect on CPU-only runs."""
+
+    compile: bool = False
+    """Compile the model with `torch.compile` (TorchInductor) before training. Pays off on GPUs for long
+    runs; on CPUs and for short runs the compile time usually costs more than it saves (benchmarks/)."""
+
+    prefix_cache: bool = False
+    """Compute the frozen embeddings and the frozen bottom layers once per example and reuse their
+    output in later epochs: from the second epoch on only the layers above run. Needs frozen embeddings
+    and `freeze.eval_mode: true`; BERT-layout models (BERT, MiniLM, RoBERTa, XLM-R, CamemBERT). Gradual
+    unfreezing drops the cache when it releases a cached layer."""
+
+    prefix_cache_memory_mb: int = Field(4096, ge=0)
+    """Memory for the prefix cache (on the training device); outputs past it go to a temporary file
+    (in `TMPDIR`) and are read back from there."""
+
     gradient_checkpointing: bool = False
     """Recompute layer activations in the backward pass instead of storing them: much less memory, about
     20-30% slower. Non-reentrant checkpointing, so it works with frozen embeddings and frozen layers."""
+
+    @model_validator(mode="after")
+    def _one_batch_rule(self) -> "TrainingSection":
+        if self.global_batch_size is not None and self.gradient_accumulation_steps != 1:
+            raise ValueError(
+                "give `global_batch_size` or `gradient_accumulation_steps`, not both "
+                "(accumulation is derived from the global batch)"
+            )
+        return self
+
+    def batch_plan(self, processes: int) -> tuple[int, int]:
+        """(per-device batch, gradient-accumulation steps) for a number of processes.
+
+        Without `global_batch_size` these are the recipe's values. With it, each process takes
+        global / processes examples per optimizer step, in the fewest forward passes of at most
+        `batch_size` examples that split it evenly.
+        """
+        if self.global_batch_size is None:
+            return self.batch_size, self.gradient_accumulation_steps
+        per_process, remainder = divmod(self.global_batch_size, processes)
+        if remainder or per_process == 0:
+            raise RecipeError(
+                f"training.global_batch_size: {self.global_batch_size} cannot be split evenly over "
+                f"{processes} processes; use a multiple of {processes}"
+            )
+        accumulation = -(-per_process // self.batch_size)  # ceil
+        while per_process % accumulation:
+            accumulation += 1
+        return per_process // accumulation, accumulation
 
 
 class EvaluationSection(Section):

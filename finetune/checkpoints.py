@@ -1,0 +1,418 @@
+"""Checkpoints: when they are written, how (atomically), which are kept, and resuming from them.
+
+A checkpoint is the Trainer's own (`checkpoint-<step>/`: weights in safetensors, optimizer,
+scheduler, gradient scaler, RNG states of every process, `trainer_state.json`) plus
+`finetune_state.json`: the state of every callback that has one (early stopping, gradual
+unfreezing, the fault guard), the evaluation before training, and which best weights go with it.
+
+- **Atomic.** Every process writes into `.tmp-checkpoint-<step>/`; once all are done the main
+  process renames it. A crash or a full disk mid-write leaves a `.tmp-` folder that nothing reads,
+  never a checkpoint that looks complete. Old checkpoints are renamed away before they are deleted.
+- **Kept.** The newest `checkpoints.keep_last`, plus `best-<step>/`: the early-stopping best
+  weights that a kept checkpoint refers to (a loadable Hugging Face model folder).
+- **Resume.** The Trainer's `resume_from_checkpoint` restores weights, optimizer, scheduler, RNG
+  and the position in the data; `restore_training_state` adds the callbacks' state and the best
+  weights before the optimizer state is loaded. A run resumes only with the recipe it was started
+  with (output, logging and checkpoint keys aside), unless the user allows the change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .callbacks import EarlyStopping
+from .distributed import fingerprints_of_all_processes, is_main_process, process_count, share_from_main
+from .errors import FinetuneError
+from .recipe import Recipe, validate_recipe
+from .recipe.checkpoints import CheckpointsSection
+from .recipe.loading import parse_yaml
+from .runs import RECIPE_FILE, RESULTS_FILE, create_run_dir, truncate_metrics, write_recipe
+
+CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "finetune_state.json"
+TRAINER_STATE_FILE = "trainer_state.json"
+TMP_PREFIX = ".tmp-"
+BEST_WEIGHTS_FILE = "model.safetensors"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+# Keys a resumed run may change: where and how it writes, not what it trains.
+RESUME_MAY_CHANGE = ("name", "output", "checkpoints", "training.logging_steps", "training.dataloader_workers")
+
+
+@dataclass
+class ResumePoint:
+    """The checkpoint a run continues from, and what it recorded."""
+
+    checkpoint: Path
+    step: int
+    state: dict[str, Any]
+
+
+class CheckpointCadence(TrainerCallback):
+    """Ask the Trainer for a checkpoint every `every_steps` optimizer steps and/or at each epoch end."""
+
+    def __init__(self, spec: CheckpointsSection) -> None:
+        self.spec = spec
+
+    def on_step_end(self, args, state, control, **kwargs):
+        every = self.spec.every_steps
+        if every is not None and state.global_step % every == 0:
+            control.should_save = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.spec.every_epoch:
+            control.should_save = True
+
+
+# -- finding checkpoints ---------------------------------------------------------------------
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINTS_DIR
+
+
+def is_complete(folder: Path) -> bool:
+    """A checkpoint folder that was renamed into place: the right name and its state files."""
+    return (
+        _CHECKPOINT.match(folder.name) is not None
+        and (folder / STATE_FILE).is_file()
+        and (folder / TRAINER_STATE_FILE).is_file()
+    )
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints in `folder`, oldest step first."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and is_complete(p)]
+    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def find_resume_point(run_dir: Path) -> ResumePoint:
+    """The newest complete checkpoint of a run folder, or an error that says why there is none."""
+    if not (run_dir / RECIPE_FILE).is_file():
+        raise FinetuneError(f"--resume: {run_dir} is not a run folder (it has no {RECIPE_FILE})")
+    found = complete_checkpoints(checkpoints_dir(run_dir))
+    if not found:
+        status = _run_status(run_dir)
+        if status == "completed":
+            raise FinetuneError(
+                f"--resume: the run in {run_dir} completed; there is nothing to resume (its checkpoints were "
+                f"deleted, `model/` holds the result). Start a new run to train further."
+            )
+        raise FinetuneError(
+            f"--resume: {run_dir} has no complete checkpoint to resume from (the run stopped before its "
+            f"first one; see checkpoints.every_steps / checkpoints.every_epoch). Start it again instead."
+        )
+    checkpoint = found[-1]
+    state = read_state(checkpoint)
+    return ResumePoint(checkpoint=checkpoint, step=int(state["step"]), state=state)
+
+
+def _run_status(run_dir: Path) -> str | None:
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("status")
+
+
+# -- the recipe of a resumed run ----------------------------------------------------------------
+
+
+def recipe_differences(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key.path: old -> new` for every leaf that differs, skipping `RESUME_MAY_CHANGE` keys."""
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        path = f"{prefix}{key}"
+        if path in RESUME_MAY_CHANGE:
+            continue
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += recipe_differences(old, new, f"{path}.")
+        elif old != new:
+            lines.append(f"{path}: {json.dumps(old)} -> {json.dumps(new)}")
+    return lines
+
+
+def saved_recipe(run_dir: Path) -> Recipe:
+    """The resolved recipe a run folder was started with."""
+    path = run_dir / RECIPE_FILE
+    data = parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+    return validate_recipe(data, source=str(path))
+
+
+def check_same_recipe(run_dir: Path, recipe: Recipe, allow_change: bool) -> list[str]:
+    """Refuse to resume with a recipe that trains differently, showing the difference.
+
+    Returns the differences (empty when the recipes agree), which `allow_change` lets through.
+    """
+    differences = recipe_differences(saved_recipe(run_dir).to_yaml_dict(), recipe.to_yaml_dict())
+    if differences and not allow_change:
+        shown = "\n  ".join(differences)
+        raise FinetuneError(
+            f"--resume: this recipe differs from the one {run_dir} was started with:\n  {shown}\n"
+            f"Resume with the run's own recipe (`finetune train --resume {run_dir}` without a recipe), "
+            f"or pass --allow-recipe-change to continue with these changes knowingly."
+        )
+    return differences
+
+
+def auto_resume_dir(recipe: Recipe) -> Path | None:
+    """With `checkpoints.resume: auto`: the `output.dir` to continue, or None to start it fresh."""
+    if recipe.checkpoints.resume != "auto" or recipe.output.dir is None:
+        return None
+    run_dir = Path(recipe.output.dir)
+    if not run_dir.exists():
+        return None
+    if not complete_checkpoints(checkpoints_dir(run_dir)) and _run_status(run_dir) != "completed":
+        raise FinetuneError(
+            f"output.dir: {run_dir} exists but holds no checkpoint to resume (checkpoints.resume: auto); "
+            f"finetune never overwrites a run: choose a new output.dir or delete the folder"
+        )
+    return run_dir
+
+
+def open_run_dir(
+    recipe: Recipe, source: str | None, resume: str | Path | None = None, allow_change: bool = False
+) -> tuple[Path, ResumePoint | None, list[str]]:
+    """The run folder of this call: a new one (made by the main process, shared with the others), or
+    the one to resume (`resume`, or `output.dir` under `checkpoints.resume: auto`).
+
+    Returns the folder, the checkpoint to resume from (None for a new run) and the recipe changes
+    the user allowed. Resuming drops the `metrics.jsonl` records logged after the checkpoint.
+    """
+    resume_dir = Path(resume) if resume is not None else auto_resume_dir(recipe)
+    if resume_dir is None:
+
+        def make() -> Path:
+            run_dir = create_run_dir(recipe)
+            write_recipe(run_dir, recipe, source)
+            return run_dir
+
+        return share_from_main(make, _on_cpu(recipe), recipe.distributed.timeout_minutes), None, []
+    point = find_resume_point(resume_dir)
+    changes = check_same_recipe(resume_dir, recipe, allow_change)
+    if is_main_process():
+        remove_stale_partials(checkpoints_dir(resume_dir))
+        truncate_metrics(resume_dir, point.step)
+    return resume_dir, point, changes
+
+
+def _on_cpu(recipe: Recipe) -> bool:
+    import torch
+
+    return recipe.training.cpu or not torch.cuda.is_available()
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def stateful_callbacks(trainer: Any) -> dict[str, Any]:
+    """Callbacks whose state a checkpoint records: they have `state_dict` and `load_state_dict`."""
+    found: dict[str, Any] = {}
+    for callback in trainer.callback_handler.callbacks:
+        if callable(getattr(callback, "state_dict", None)) and callable(
+            getattr(callback, "load_state_dict", None)
+        ):
+            name = type(callback).__name__
+            if name in found:
+                raise FinetuneError(f"two {name} callbacks: a checkpoint could not tell their states apart")
+            found[name] = callback
+    return found
+
+
+def early_stopping_of(trainer: Any) -> EarlyStopping | None:
+    return next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
+
+
+def _barrier(trainer: Any) -> None:
+    if process_count() > 1:
+        trainer.accelerator.wait_for_everyone()
+
+
+def save_checkpoint(trainer: Any, keep_last: int) -> Path:
+    """Write `checkpoint-<step>` atomically (see the module docstring), then drop old ones.
+
+    A full disk (or any write error) removes the partial folder and raises a `FinetuneError` that
+    names the last complete checkpoint.
+    """
+    folder = Path(trainer.args.output_dir)
+    final = folder / f"checkpoint-{trainer.state.global_step}"
+    if final.exists():  # already saved at this step (e.g. a stop signal right after a scheduled save)
+        return final
+    partial = folder / f"{TMP_PREFIX}{final.name}"
+    main = trainer.args.should_save
+    if main:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    _barrier(trainer)
+    try:
+        _write_checkpoint(trainer, partial, main)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise checkpoint_write_error(error, final) from None
+    _barrier(trainer)
+    if main:
+        os.replace(partial, final)
+        rotate_checkpoints(folder, keep_last)
+    return final
+
+
+def _write_checkpoint(trainer: Any, partial: Path, main: bool) -> None:
+    trainer.save_model(str(partial), _internal_call=True)
+    trainer._save_optimizer_and_scheduler(str(partial))
+    trainer._save_scaler(str(partial))
+    trainer._save_rng_state(str(partial))  # every process writes its own
+    # every process hashes its replica: a checkpoint records that they agree (DDP's promise)
+    fingerprints = fingerprints_of_all_processes(trainer.model) if process_count() > 1 else None
+    if not main:
+        return
+    if fingerprints and len(set(fingerprints)) > 1:
+        print(
+            f"warning: the processes hold different weights at step {trainer.state.global_step}: {fingerprints}"
+        )
+    (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
+    best = write_best_weights(partial.parent, early_stopping_of(trainer), trainer.model)
+    trainer.state.save_to_json(str(partial / TRAINER_STATE_FILE))
+    state = {
+        "step": trainer.state.global_step,
+        "epoch": trainer.state.epoch,
+        "processes": process_count(),
+        "weights_fingerprints": fingerprints,
+        "best_weights": best,
+        "callbacks": {name: cb.state_dict() for name, cb in stateful_callbacks(trainer).items()},
+        **getattr(trainer, "run_state", {}),
+    }
+    (partial / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")  # last
+
+
+def checkpoint_write_error(error: OSError, final: Path) -> FinetuneError:
+    import errno
+
+    previous = complete_checkpoints(final.parent)
+    last = f"the last complete one is {previous[-1].name}" if previous else "there is no complete one yet"
+    if error.errno == errno.ENOSPC:
+        what = f"the disk is full: could not write {final.name} to {final.parent}"
+        fix = "free some space (or lower checkpoints.keep_last)"
+    else:
+        what = f"could not write {final.name} to {final.parent}: {error}"
+        fix = "fix the folder's permissions or space"
+    run_dir = final.parent.parent
+    return FinetuneError(
+        f"checkpoints: {what}; {last}. The partial checkpoint was removed; {fix}, then resume with "
+        f"`finetune train --resume {run_dir}`."
+    )
+
+
+def write_best_weights(folder: Path, early: EarlyStopping | None, model: Any) -> str | None:
+    """Write the early-stopping best weights to `best-<step>/` once (a loadable model folder)."""
+    if early is None or early.best_state is None or early.best_step is None:
+        return None
+    name = f"best-{early.best_step}"
+    if (folder / name).is_dir():
+        return name
+    from safetensors.torch import save_file
+
+    partial = folder / f"{TMP_PREFIX}{name}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    tensors = {key: value.contiguous() for key, value in early.best_state.items()}
+    save_file(tensors, str(partial / BEST_WEIGHTS_FILE), metadata={"format": "pt"})
+    config = getattr(model, "config", None)
+    if config is not None:
+        config.save_pretrained(str(partial))
+    os.replace(partial, folder / name)
+    return name
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder so that a crash half-way never leaves something that looks complete."""
+    doomed = path.with_name(f"{TMP_PREFIX}deleting-{path.name}")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def rotate_checkpoints(folder: Path, keep_last: int) -> None:
+    """Keep the newest `keep_last` checkpoints and the best weights they refer to; drop the rest."""
+    found = complete_checkpoints(folder)
+    kept = found[-keep_last:]
+    for old in found[:-keep_last]:
+        _remove(old)
+    wanted = {read_state(c).get("best_weights") for c in kept}
+    for best in folder.glob("best-*"):
+        if best.is_dir() and best.name not in wanted:
+            _remove(best)
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Delete `.tmp-` leftovers of a crashed write (main process, before resuming)."""
+    if folder.is_dir() and is_main_process():
+        for leftover in folder.glob(f"{TMP_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    """Delete a completed run's checkpoints (`model/` holds its result)."""
+    folder = checkpoints_dir(run_dir)
+    if folder.is_dir() and is_main_process():
+        _remove(folder)
+
+
+# -- restoring -------------------------------------------------------------------------------------
+
+
+def restore_training_state(trainer: Any, checkpoint: Path) -> None:
+    """Give every stateful callback its recorded state and early stopping its best weights.
+
+    Called after the model is prepared and before the optimizer state is loaded, so that e.g.
+    gradual unfreezing has made its blocks trainable again when training continues.
+    """
+    state = read_state(checkpoint)
+    callbacks = stateful_callbacks(trainer)
+    for name, callback_state in state.get("callbacks", {}).items():
+        if name not in callbacks:  # e.g. a user's callback not passed this time: its state is dropped
+            if is_main_process():
+                print(f"warning: {checkpoint.name} holds the state of {name}, which this run does not use")
+            continue
+        callbacks[name].load_state_dict(callback_state)
+    early = early_stopping_of(trainer)
+    best = state.get("best_weights")
+    if early is not None and best:
+        from safetensors.torch import load_file
+
+        early.best_state = load_file(str(checkpoint.parent / best / BEST_WEIGHTS_FILE))
+
+
+def load_train_recipe(
+    reference: str | None, overrides: list[str], resume: str | None
+) -> tuple[Recipe, str, list[str]]:
+    """The recipe `finetune train`/`launch` runs, its source file and the overrides applied to it.
+
+    Resuming, the recipe may be left out: the run folder's own `recipe.yaml` is used (overrides still
+    apply, e.g. `finetune train --resume RUN training.logging_steps=50`).
+    """
+    from .recipe import find_recipe, load_recipe
+
+    if resume is not None and reference is not None and "=" in reference and not Path(reference).exists():
+        overrides, reference = [reference, *overrides], None  # an override, not a recipe
+    if reference is None:
+        if resume is None:
+            raise FinetuneError(
+                "finetune train: give a recipe (a file or a shipped name), or --resume RUN_DIR"
+            )
+        reference = str(Path(resume) / RECIPE_FILE)
+        if not Path(reference).is_file():
+            raise FinetuneError(f"--resume: {resume} is not a run folder (it has no {RECIPE_FILE})")
+    return load_recipe(reference, overrides), str(find_recipe(reference)), overrides

@@ -1,0 +1,197 @@
+"""Surviving faults: a stop signal, a loss that becomes NaN or infinite, a metric that diverges.
+
+`FaultGuard` is one callback that watches all three and stops the run cleanly, so the pipeline
+can save what there is and tell the user what happened and how to go on:
+
+- SIGINT (Ctrl-C) or SIGTERM (a preempted or cancelled job): finish the current optimizer step,
+  save a checkpoint, stop. A second signal (a few seconds later) aborts at once.
+- A training loss that is NaN or infinite (`guards.nonfinite_loss`): `stop` before the bad
+  update is applied (the weights stay finite and the best ones are kept), or `skip` that update.
+- A validation metric worse than `guards.divergence.threshold`: stop (Lightning's
+  `divergence_threshold`).
+
+Under several processes every decision is agreed on (one tiny all-reduce per optimizer step), so
+all processes stop at the same step even when only one of them got the signal or the bad batch.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .callbacks import EVAL_PREFIX
+from .distributed import any_process
+from .errors import FinetuneError
+from .recipe.early_stopping import LOWER_IS_BETTER
+from .recipe.guards import GuardsSection
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# torchrun forwards the signal a terminal or SLURM already sent to every process: a repeat this soon
+# is the same request, not a user insisting.
+REPEAT_GRACE_SECONDS = 3.0
+
+
+class RunInterrupted(FinetuneError):
+    """The run was stopped by a signal after saving a checkpoint; `exit_code` is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class TrainingDiverged(FinetuneError):
+    """Training stopped because the loss or a validation metric went bad."""
+
+    exit_code = 3
+
+
+class FaultGuard(TrainerCallback):
+    """Stop on a signal, a non-finite loss or a diverging metric; remember why (see the module docstring).
+
+    The trainer reports every micro-batch's loss to `observe_loss`; the check runs once per
+    optimizer step, just before the optimizer applies the update.
+    """
+
+    def __init__(self, guards: GuardsSection, task: str) -> None:
+        self.guards = guards
+        self.task = task
+        self.signal_received: int | None = None
+        self._signal_time = 0.0
+        self.stop_reason: str | None = None
+        self.stopped_by: str | None = None  # "signal" | "nonfinite" | "divergence"
+        self.skipped_steps: list[int] = []
+        self._nonfinite: Any = None  # a bool tensor on the loss's device: no sync per micro-batch
+        self._previous_handlers: dict[int, Any] = {}
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """Catch SIGINT/SIGTERM (main thread only; elsewhere Python does not allow it)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.signal_received is not None:
+            if now - self._signal_time < REPEAT_GRACE_SECONDS:
+                return
+            self.restore_signal_handlers()  # the user insists: stop waiting
+            signal.raise_signal(signum)
+            return
+        self.signal_received, self._signal_time = signum, now
+        print(
+            f"\nfinetune: {signal.Signals(signum).name} received: finishing this step, saving a checkpoint "
+            f"and stopping (send it again to abort at once)",
+            flush=True,
+        )
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.install_signal_handlers()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore_signal_handlers()
+
+    # -- non-finite losses -------------------------------------------------------------------
+
+    def observe_loss(self, loss: Any) -> None:
+        """Remember (on the device, without waiting for it) whether a micro-batch's loss was finite."""
+        import torch
+
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+
+    def _take_nonfinite(self) -> bool:
+        bad = self._nonfinite is not None and bool(self._nonfinite)
+        self._nonfinite = None
+        return bad
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
+        nonfinite, signalled = any_process([self._take_nonfinite(), self.signal_received is not None])
+        step = state.global_step + 1  # the step being taken
+        if nonfinite:
+            self._drop_update(model, optimizer)
+            if (
+                self.guards.nonfinite_loss == "skip"
+                and len(self.skipped_steps) < self.guards.max_skipped_steps
+            ):
+                self.skipped_steps.append(step)
+                print(f"finetune: non-finite training loss at step {step}: update skipped", flush=True)
+            else:
+                self._stop(control, "nonfinite", self._nonfinite_message(step))
+        if signalled and self.stopped_by is None:
+            name = (
+                signal.Signals(self.signal_received).name
+                if self.signal_received
+                else "a signal to another process"
+            )
+            self.signal_received = self.signal_received or signal.SIGTERM  # another process got it
+            self._stop(control, "signal", f"stopped by {name} at step {step}")
+            control.should_save = True
+
+    def _nonfinite_message(self, step: int) -> str:
+        if self.skipped_steps:
+            return (
+                f"training loss was NaN or infinite at step {step}, after {len(self.skipped_steps)} skipped steps "
+                f"(guards.max_skipped_steps: {self.guards.max_skipped_steps})"
+            )
+        return f"training loss became NaN or infinite at step {step}"
+
+    @staticmethod
+    def _drop_update(model: Any, optimizer: Any) -> None:
+        """Keep a non-finite gradient out of the weights: no gradient, no update (AdamW skips None).
+
+        With fp16 loss scaling the scaler already skips steps with inf/NaN gradients (and needs them).
+        """
+        if getattr(optimizer, "scaler", None) is not None or model is None:
+            return
+        model.zero_grad(set_to_none=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stopped_by == "signal":
+            control.should_save = True  # DefaultFlowCallback never clears it; restate it after the step
+        if self.stopped_by is not None:
+            control.should_training_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint records: the steps skipped so far (they count towards the limit)."""
+        return {"skipped_steps": list(self.skipped_steps)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.skipped_steps = list(state["skipped_steps"])
+
+    # -- diverging metrics -------------------------------------------------------------------
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        limit = self.guards.divergence
+        if limit is None or state.global_step == 0 or not metrics or self.stopped_by is not None:
+            return
+        value = metrics.get(EVAL_PREFIX + limit.metric)
+        if value is None:
+            return
+        lower_is_better = limit.metric in LOWER_IS_BETTER
+        worse = value > limit.threshold if lower_is_better else value < limit.threshold
+        if worse or not math.isfinite(value):
+            side = "above" if lower_is_better else "below"
+            self._stop(
+                control,
+                "divergence",
+                f"validation {limit.metric} {value:.4g} at step {state.global_step} is {side} "
+                f"guards.divergence.threshold {limit.threshold:g}",
+            )
+
+    def _stop(self, control: Any, by: str, reason: str) -> None:
+        if self.stopped_by is None:
+            self.stopped_by, self.stop_reason = by, reason
+        control.should_training_stop = True

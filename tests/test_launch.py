@@ -1,0 +1,221 @@
+"""`finetune launch`: several processes through Accelerate, and the configuration it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from finetune.distributed import EpochSeededSampler, deepspeed_config, fsdp_config, strategy_arguments
+from finetune.errors import FinetuneError, RecipeError
+from finetune.launch import LaunchOptions, accelerate_config, launch, launch_overrides
+from finetune.recipe import validate_recipe
+from finetune.recipe.distributed import DistributedSection
+from finetune.recipe.training import TrainingSection
+
+
+@pytest.mark.parametrize(
+    ("global_batch", "cap", "processes", "plan"),
+    [(16, 8, 1, (8, 2)), (16, 8, 2, (8, 1)), (16, 8, 4, (4, 1)), (96, 40, 1, (32, 3)), (7, 2, 1, (1, 7))],
+)
+def test_global_batch_is_split_into_per_device_batch_and_accumulation(global_batch, cap, processes, plan):
+    training = TrainingSection(global_batch_size=global_batch, batch_size=cap)
+    per_device, accumulation = training.batch_plan(processes)
+    assert (per_device, accumulation) == plan
+    assert per_device * accumulation * processes == global_batch and per_device <= cap
+
+
+def test_global_batch_that_does_not_split_is_an_error():
+    with pytest.raises(RecipeError, match="training.global_batch_size: 16 cannot be split evenly over 3"):
+        TrainingSection(global_batch_size=16).batch_plan(3)
+    with pytest.raises(FinetuneError, match="give `global_batch_size` or `gradient_accumulation_steps`"):
+        validate_recipe({"training": {"global_batch_size": 16, "gradient_accumulation_steps": 2}})
+
+
+def test_ddp_config_starts_processes_with_torchrun_also_on_cpu():
+    options = LaunchOptions(num_processes=2, cpu=True)
+    config = accelerate_config(DistributedSection(), options, 2, "no")
+    assert config["distributed_type"] == "MULTI_GPU"  # accelerate's CPU launcher would start one process
+    assert config["use_cpu"] is True and config["num_processes"] == 2 and config["main_process_port"] == 0
+    single = accelerate_config(DistributedSection(), LaunchOptions(), 1, "bf16")
+    assert single["distributed_type"] == "NO" and single["mixed_precision"] == "bf16"
+
+
+def test_multi_machine_config_names_the_main_machine():
+    options = LaunchOptions(num_processes=16, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1")
+    config = accelerate_config(DistributedSection(), options, 16, "bf16")
+    assert (config["num_machines"], config["machine_rank"], config["main_process_ip"]) == (2, 1, "10.0.0.1")
+    assert config["main_process_port"] == 29500
+
+
+def test_deepspeed_section_becomes_accelerate_and_deepspeed_configs(tmp_path):
+    section = DistributedSection(
+        strategy="deepspeed", deepspeed={"stage": 3, "offload_optimizer": True, "offload_parameters": True}
+    )
+    config = accelerate_config(section, LaunchOptions(num_processes=8), 8, "bf16", tmp_path / "ds.json")
+    assert config["distributed_type"] == "DEEPSPEED"
+    assert config["deepspeed_config"]["deepspeed_config_file"] == str(tmp_path / "ds.json")
+    assert config["deepspeed_config"]["deepspeed_multinode_launcher"] == "standard"
+    ds = deepspeed_config(section.deepspeed_options)
+    zero = ds["zero_optimization"]
+    assert zero["stage"] == 3
+    assert zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
+    assert zero["stage3_gather_16bit_weights_on_model_save"] is True
+    # batch sizes, accumulation, clipping and precision come from the recipe through the Trainer
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+        assert ds[key] == "auto"
+    assert "optimizer" not in ds and "scheduler" not in ds  # the recipe's AdamW and schedule stay
+    stage2 = deepspeed_config(DistributedSection(strategy="deepspeed").deepspeed_options)
+    assert stage2["zero_optimization"]["stage"] == 2 and "offload_param" not in stage2["zero_optimization"]
+
+
+def test_deepspeed_without_the_package_says_how_to_get_it():
+    pytest.importorskip("pytest")  # always there; deepspeed is not installed on this machine
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        with pytest.raises(FinetuneError, match="needs the `deepspeed` package"):
+            strategy_arguments(DistributedSection(strategy="deepspeed"))
+    else:
+        assert "deepspeed" in strategy_arguments(DistributedSection(strategy="deepspeed"))
+
+
+def test_fsdp_section_becomes_accelerate_and_trainer_configs():
+    section = DistributedSection(strategy="fsdp", fsdp={"sharding": "shard_grad_op", "state_dict": "sharded"})
+    config = accelerate_config(section, LaunchOptions(num_processes=4), 4, "bf16")
+    assert config["distributed_type"] == "FSDP"
+    assert config["fsdp_config"]["fsdp_reshard_after_forward"] is False
+    assert config["fsdp_config"]["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+    arguments = strategy_arguments(section)
+    assert arguments["fsdp"] is True
+    assert arguments["fsdp_config"] == fsdp_config(section.fsdp_options)
+    assert arguments["fsdp_config"]["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+
+
+def test_strategy_options_must_match_the_strategy():
+    with pytest.raises(FinetuneError, match="`fsdp` options are set but strategy is `ddp`"):
+        validate_recipe({"distributed": {"fsdp": {"sharding": "full_shard"}}})
+    with pytest.raises(FinetuneError, match="offload_parameters needs stage: 3"):
+        validate_recipe({"distributed": {"strategy": "deepspeed", "deepspeed": {"offload_parameters": True}}})
+    with pytest.raises(FinetuneError, match="gradual unfreezing .* works with `ddp` only"):
+        validate_recipe({"distributed": {"strategy": "fsdp"}, "freeze": {"gradual": {"every": 1}}})
+
+
+def test_launcher_fixes_one_run_folder_for_every_process(tmp_path):
+    recipe = validate_recipe({"name": "x", "output": {"root": str(tmp_path)}})
+    overrides = launch_overrides(recipe, LaunchOptions(cpu=True, mixed_precision="no"), resuming=False)
+    assert overrides[0].startswith(f"output.dir={tmp_path}/x-")
+    assert overrides[1:] == ["training.cpu=true", "training.precision=fp32"]
+    with pytest.raises(FinetuneError, match="with several machines set output.dir"):
+        launch_overrides(recipe, LaunchOptions(num_machines=2), resuming=False)
+    taken = validate_recipe({"output": {"dir": str(tmp_path)}})
+    with pytest.raises(FinetuneError, match="already exists; finetune never overwrites"):
+        launch_overrides(taken, LaunchOptions(), resuming=False)
+
+
+def test_launch_checks_machines_and_batch_before_starting(tmp_path):
+    recipe = validate_recipe({"output": {"dir": str(tmp_path / "r")}, "training": {"global_batch_size": 10}})
+    with pytest.raises(FinetuneError, match="must be a multiple of --num-machines 2"):
+        launch(recipe, LaunchOptions(num_processes=3, num_machines=2, main_process_ip="h"))
+    with pytest.raises(FinetuneError, match="give --main-process-ip"):
+        launch(recipe, LaunchOptions(num_processes=4, num_machines=2))
+    with pytest.raises(RecipeError, match="cannot be split evenly over 4 processes"):
+        launch(recipe, LaunchOptions(num_processes=4, cpu=True))
+
+
+def test_length_grouped_order_depends_only_on_seed_and_epoch():
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    lengths = list(range(5, 69))
+
+    def order(epoch, noise):
+        torch.manual_seed(noise)  # the global RNG must not matter
+        sampler = EpochSeededSampler(LengthGroupedSampler(8, lengths=lengths), seed=3)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(0, 1) == order(0, 2)
+    assert order(1, 1) == order(1, 2) != order(0, 1)
+    assert sorted(order(1, 5)) == list(range(64))
+
+
+@pytest.mark.distributed
+def test_two_cpu_processes_train_like_one_with_the_same_global_batch(tiny_model_dir, tmp_path):
+    """`finetune launch --cpu --num-processes 2`: DDP over gloo, gradual unfreezing, odd validation set."""
+    from conftest import sentiment_rows, write_rows
+
+    from finetune.pipeline import train
+
+    validation = sentiment_rows(1) + sentiment_rows(1)[:1]  # 13 rows: 2 processes pad it to 14
+    recipe = {
+        "name": "two",
+        "model": {"name": str(tiny_model_dir)},
+        "data": {
+            "train": str(write_rows(tmp_path / "train.csv", sentiment_rows(4))),
+            "validation": str(write_rows(tmp_path / "dev.csv", validation)),
+            "max_length": 16,
+        },
+        "optimizer": {"lr": 1e-3},
+        "schedule": {"warmup_ratio": 0.1},
+        "freeze": {"gradual": {"every": 2, "unit": "step", "start_layers": 2}},
+        "training": {"epochs": 2, "batch_size": 8, "global_batch_size": 16, "logging_steps": 1, "seed": 0},
+        "evaluation": {"batch_size": 4},
+        "checkpoints": {"every_steps": 6, "every_epoch": False, "keep_after_training": True},
+        "output": {"root": str(tmp_path / "runs"), "plots": False},
+    }
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "finetune.cli", "launch", "--cpu", "--num-processes", "2", str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "batch: 16 per optimizer step = 8 per device x 2 processes x 1 accumulation step" in done.stdout
+    folders = list((tmp_path / "runs").iterdir())
+    assert len(folders) == 1  # every process wrote to the one run folder the launcher chose
+    two = json.loads((folders[0] / "results.json").read_text())
+
+    recipe["output"] = {"dir": str(tmp_path / "one"), "plots": False}
+    one = train(validate_recipe(recipe)).results  # one process, same global batch: 8 x 2 accumulation
+
+    # both replicas ended identical (layers unfrozen mid-run included), as DDP promises
+    last = folders[0] / "checkpoints" / "checkpoint-6"
+    state = json.loads((last / "finetune_state.json").read_text())
+    assert state["processes"] == 2
+    assert len(state["weights_fingerprints"]) == 2
+    assert state["weights_fingerprints"][0] == state["weights_fingerprints"][1]
+    assert two["weights_fingerprints"][0] == two["weights_fingerprints"][1]  # the restored best weights
+    assert (last / "rng_state_0.pth").is_file() and (last / "rng_state_1.pth").is_file()
+    # the layers unfrozen during the run trained: they moved away from the pretrained weights
+    start, end = load_file(tiny_model_dir / "model.safetensors"), load_file(last / "model.safetensors")
+    for name in (
+        "bert.encoder.layer.0.attention.self.query.weight",
+        "bert.encoder.layer.1.output.dense.weight",
+    ):
+        assert not torch.equal(start[name], end[name]), name
+    assert [u["block"] for u in two["unfrozen_during_training"]] == [
+        "layer.1",
+        "layer.0",
+    ]  # embeddings: step 6
+
+    # the same optimizer steps and learning rates as one process with the same global batch
+    assert two["steps"] == one["steps"] == 6  # 2 epochs x 48 / 16
+
+    def learning_rates(folder):
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        return [r["learning_rate"] for r in map(json.loads, lines) if "learning_rate" in r]
+
+    assert learning_rates(folders[0]) == pytest.approx(learning_rates(tmp_path / "one"))
+    # every validation example counted once: before training both see the same weights and the
+    # same 13 examples, so the prediction metrics agree exactly (a padded duplicate would change them)
+    for name in ("accuracy", "f1", "f1_macro", "mcc"):
+        assert two["initial_metrics"][name] == one["initial_metrics"][name], name
+    assert round(two["initial_metrics"]["accuracy"] * 13, 6).is_integer()
+    # the Trainer's eval loss averages per-batch means, and the padded last batch holds the duplicate:
+    # close, not exact (see the README, "Several GPUs")
+    assert two["initial_metrics"]["loss"] == pytest.approx(one["initial_metrics"]["loss"], rel=1e-2)

@@ -1,0 +1,143 @@
+"""What happens on bad input: one test per row of the README's "What happens on bad input" table."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from finetune.checkpoints import complete_checkpoints
+from finetune.errors import FinetuneError
+from finetune.faults import RunInterrupted
+from finetune.modeling import load_config, load_model
+from finetune.pipeline import train
+from finetune.recipe import validate_recipe
+from finetune.recipe.model import ModelSection
+from finetune.recipe.regularization import RegularizationSection
+from finetune.runs import DATA_FILES
+
+
+def load(name: str):
+    return load_model(ModelSection(name=name), 2, ["neg", "pos"], RegularizationSection())
+
+
+def test_model_folder_that_does_not_exist(tmp_path):
+    with pytest.raises(FinetuneError, match="model.name: folder .* does not exist"):
+        load(str(tmp_path / "no-such-model"))
+
+
+def test_model_folder_without_config_is_not_a_model(tmp_path):
+    (tmp_path / "weights.txt").write_text("not a model")
+    with pytest.raises(FinetuneError, match="without config.json; it is not a saved model"):
+        load(str(tmp_path))
+
+
+def test_model_that_is_no_text_encoder(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(FinetuneError, match="cannot be loaded as a sequence-classification model"):
+        load(str(tmp_path))
+
+
+def test_remote_code_never_runs_unless_the_recipe_allows_it(tmp_path):
+    marker = tmp_path / "remote-code-ran"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(
+        json.dumps({"model_type": "sneaky", "auto_map": {"AutoConfig": "configuration_sneaky.SneakyConfig"}})
+    )
+    (model / "configuration_sneaky.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+        "from transformers import PretrainedConfig\n"
+        "class SneakyConfig(PretrainedConfig):\n    model_type = 'sneaky'\n"
+    )
+    assert ModelSection(name=str(model)).trust_remote_code is False
+    with pytest.raises(FinetuneError, match="trust_remote_code"):
+        load_config(ModelSection(name=str(model)), 2, ["neg", "pos"])
+    assert not marker.exists()
+
+
+class _Payload:
+    """A pickle that runs a command when loaded with a plain `torch.load`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_weights_are_loaded_as_tensors_only(tmp_path, tiny_model_dir):
+    marker = tmp_path / "pickle-ran"
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "model.safetensors").unlink()
+    torch.save({"bert.embeddings.word_embeddings.weight": _Payload(marker)}, model / "pytorch_model.bin")
+    with pytest.raises(Exception, match="weights_only|GLOBAL"):  # torch.load(weights_only=True) refuses it
+        load(str(model))
+    assert not marker.exists()
+
+
+def test_existing_output_dir_is_never_overwritten(tiny_recipe, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    with pytest.raises(FinetuneError, match="already exists; finetune never overwrites a run"):
+        train(validate_recipe(tiny_recipe))
+    assert [p.name for p in run.iterdir()] == ["precious.txt"]
+
+
+def test_full_disk_while_checkpointing_leaves_no_checkpoint_that_looks_complete(
+    tiny_recipe, tmp_path, monkeypatch
+):
+    tiny_recipe["checkpoints"] = {"every_steps": 3, "every_epoch": False}
+    real_save = torch.save
+
+    def save(obj, path, *args, **kwargs):
+        if "checkpoint-6" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(FinetuneError) as full:
+        train(validate_recipe(tiny_recipe))
+    message = str(full.value)
+    assert "the disk is full: could not write checkpoint-6" in message
+    assert "the last complete one is checkpoint-3" in message
+    folder = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in complete_checkpoints(folder)] == ["checkpoint-3"]
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-3"]
+    assert not list(folder.glob(".tmp-checkpoint-*"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the run's handlers were put back
+
+
+class _StopAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_data_file_changed_between_runs_warns_on_resume(tiny_recipe, tmp_path, capsys):
+    tiny_recipe["training"]["max_steps"] = 4
+    recipe = validate_recipe(tiny_recipe)
+    with pytest.raises(RunInterrupted):
+        train(recipe, callbacks=[_StopAt(2)])
+    run = tmp_path / "run"
+    recorded = json.loads((run / DATA_FILES).read_text())
+    train_file = Path(tiny_recipe["data"]["train"])
+    assert recorded["train"]["path"] == str(train_file) and len(recorded["train"]["sha256"]) == 64
+    with train_file.open("a", encoding="utf-8") as handle:
+        handle.write("an extra line,pos\n")
+    capsys.readouterr()
+    train(recipe, resume=run)
+    out = capsys.readouterr().out
+    assert f"warning: data file changed: train: {train_file} changed since the run started" in out
