@@ -1,5 +1,6 @@
 """Regularizers: each changes what it should, by its formula, and each loss term is logged."""
 
+import functools
 import json
 import math
 
@@ -91,12 +92,17 @@ def test_l2_sp_is_zero_at_the_start_and_half_the_squared_distance_after():
     assert l2_sp_penalty(anchors).item() == pytest.approx(0.0, abs=1e-9)
 
 
-def distance_after_training(l2_sp):
+@functools.cache
+def trained(**settings):
+    """A tiny model after 10 AdamW steps (no weight decay) with these regularization settings:
+    (final parameters, their values before training), same seed and data for every call."""
     torch.manual_seed(0)
-    model = pretrained_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, vocab_size=1000)
+    model = pretrained_model(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, vocab_size=1000, num_hidden_layers=2
+    )
     anchors = pretrained_anchors(model)
     start = [w0 for _, w0 in anchors]
-    spec = RegularizationSection(l2_sp=l2_sp)
+    spec = RegularizationSection(**settings)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     model.train()
     for step in range(10):
@@ -104,13 +110,64 @@ def distance_after_training(l2_sp):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    return sum((p.detach() - w0).pow(2).sum().item() for (p, _), w0 in zip(anchors, start))
+    return [p.detach() for p, _ in anchors], start
 
 
 def test_l2_sp_pulls_weights_towards_their_pretrained_values():
-    plain, anchored = distance_after_training(0.0), distance_after_training(1.0)
+    def distance(params_and_start):
+        return sum((p - w0).pow(2).sum().item() for p, w0 in zip(*params_and_start))
+
+    plain, anchored = distance(trained()), distance(trained(l2_sp=1.0))
     assert plain > 0
     assert anchored < 0.5 * plain
+
+
+def test_l1_and_l2_shrink_the_weight_matrices():
+    def norms(params_and_start):
+        matrices = [p for p in params_and_start[0] if p.ndim >= 2]
+        return sum(p.abs().sum().item() for p in matrices), sum(p.pow(2).sum().item() for p in matrices)
+
+    plain_l1, plain_l2 = norms(trained())
+    assert norms(trained(l1=1e-3))[0] < plain_l1
+    assert norms(trained(l2=1e-2))[1] < plain_l2
+
+
+# --- label smoothing and dropout overrides ---
+
+
+def test_label_smoothing_mixes_the_target_with_the_uniform_distribution():
+    model = pretrained_model().train()
+    inputs = batch()
+    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+    log_p = outputs.logits.log_softmax(-1)
+    nll = -log_p.gather(1, inputs["labels"][:, None]).mean()
+    uniform = -log_p.mean()
+    terms = loss_terms(RegularizationSection(label_smoothing=0.2), "classification", model, inputs, outputs)
+    assert terms["task"].item() == pytest.approx((0.8 * nll + 0.2 * uniform).item(), rel=1e-5)
+    model.eval()  # validation loss: no smoothing
+    terms = loss_terms(RegularizationSection(label_smoothing=0.2), "classification", model, inputs, outputs)
+    assert terms["task"].item() == pytest.approx(nll.item(), rel=1e-5)
+
+
+def test_dropout_overrides_set_every_name_the_architecture_uses():
+    from conftest import tiny_bert_config
+    from transformers import DistilBertConfig
+
+    from finetune.errors import FinetuneError
+    from finetune.regularization import dropout_overrides
+
+    spec = RegularizationSection(hidden_dropout=0.2, attention_dropout=0.0, classifier_dropout=0.3)
+    assert dropout_overrides(tiny_bert_config(), spec) == {
+        "hidden_dropout_prob": 0.2,
+        "attention_probs_dropout_prob": 0.0,
+        "classifier_dropout": 0.3,
+    }
+    distil = dropout_overrides(DistilBertConfig(), spec)
+    assert distil == {"dropout": 0.2, "attention_dropout": 0.0, "seq_classif_dropout": 0.3}
+    with pytest.raises(FinetuneError, match="regularization.classifier_dropout"):
+        dropout_overrides(
+            type("Config", (), {"model_type": "x"})(), RegularizationSection(classifier_dropout=0.1)
+        )
 
 
 # --- R-Drop ---

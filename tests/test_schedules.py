@@ -326,7 +326,7 @@ def test_scheduler_state_is_picklable_and_resumes_the_same_curve():
     buffer.seek(0)
     second = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "initial_lr": 1.0}], lr=1.0)
     resumed = build_scheduler(second, spec, 50)
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))  # as the Trainer loads it
     second.step()
     resumed.step()
     scheduler.step()
@@ -348,9 +348,11 @@ def test_plateau_cuts_after_patience_and_respects_the_floor():
         lrs.append(optimizer.param_groups[0]["lr"])
     # best 0.80; two evaluations without improvement (patience 1) -> x0.5; 0.81 improves; then cuts to the floor
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 3e-4, 3e-4, 3e-4])
-    state = scheduler.state_dict()
+    buffer = io.BytesIO()
+    torch.save(scheduler.state_dict(), buffer)  # the plateau state travels in checkpoints
+    buffer.seek(0)
     fresh = build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3), spec, 100)
-    fresh.load_state_dict(state)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
     fresh.refresh()
     assert fresh.get_last_lr() == pytest.approx([3e-4])
 
@@ -446,3 +448,50 @@ def test_plateau_cuts_the_lr_after_evaluations_without_improvement(tiny_recipe):
     logged = logged_lrs(result.run_dir)
     # 6 steps per epoch, evaluation at every epoch end: the first sets the best, the next cuts
     assert [logged[s] for s in (1, 6, 7, 12, 13, 18)] == pytest.approx([1e-3] * 4 + [5e-4] * 2)
+
+
+# --- finetune plot-schedule ---
+
+
+def test_plot_schedule_prints_key_steps_and_writes_a_png(tmp_path, capsys):
+    from finetune.cli import main
+
+    out = tmp_path / "cosine.png"
+    assert main(["plot-schedule", "cosine", "--steps", "100", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.stat().st_size > 10_000
+    curve = lr_curve(load_recipe("cosine").schedule, 100, 2e-5)
+    assert "warmup end (step 10)  middle (step 50)  end (step 99)" in printed
+    row = next(line for line in printed.splitlines() if line.startswith("all parameters")).split()
+    assert [float(v) for v in row[2:]] == pytest.approx([curve[10], curve[50], curve[99]], rel=1e-3)
+
+
+def test_plot_schedule_counts_training_rows_without_loading_them(tiny_recipe, tmp_path):
+    from finetune.schedule_plot import run_length
+
+    recipe = validate_recipe(tiny_recipe)  # 48 rows, batch 8, 2 epochs: the Trainer plans 12 steps
+    length = run_length(recipe)
+    assert (length.total, length.steps_per_epoch) == (12, 6)
+    tiny_recipe["training"].update(gradient_accumulation_steps=4)  # 6 batches -> 2 optimizer steps
+    assert run_length(validate_recipe(tiny_recipe)).total == 4
+    tiny_recipe["data"].pop("validation")  # 10% held out: 43 rows for training
+    assert run_length(validate_recipe(tiny_recipe)).steps_per_epoch == 2
+    from finetune.errors import FinetuneError
+
+    with pytest.raises(FinetuneError, match="give --steps N"):
+        run_length(load_recipe("cosine"))
+
+
+def test_plot_schedule_draws_one_curve_per_layer_lr(tmp_path):
+    from finetune.schedule_plot import RunLength, group_peaks, schedule_curves
+
+    recipe = load_recipe("llrd")  # minilm-l6: 6 layers, decay 0.9, head at 5e-5
+    peaks = group_peaks(recipe)
+    assert peaks["pooler, head"] == pytest.approx(5e-5)
+    assert peaks["layer.0"] == pytest.approx(5e-5 * 0.9**6) and peaks["embeddings"] == pytest.approx(
+        5e-5 * 0.9**7
+    )
+    curves = schedule_curves(recipe, RunLength(50, None, "test"))
+    assert len(curves) == 8
+    ratio = [a / b for a, b in zip(curves["layer.0"][1:], curves["pooler, head"][1:])]
+    assert ratio == pytest.approx([0.9**6] * 49)  # every group follows the same schedule
