@@ -292,7 +292,8 @@ def describe(summary: CVSummary) -> list[str]:
     overall = stats["overall"]
     if not overall["n"]:
         return [f"no run reported {summary.metric}"]
-    shape = f"{summary.folds} folds x {len(summary.seeds)} seeds" if summary.folds > 1 else "seeds"
+    seeds = f"{len(summary.seeds)} seed{'s' if len(summary.seeds) > 1 else ''}"
+    shape = f"{summary.folds} folds x {seeds}" if summary.folds > 1 else seeds
     lines = [
         f"{summary.metric}: {overall['mean']:.4f} +- {overall['std']:.4f} (mean +- sample std over "
         f"{overall['n']} runs, {shape}; min {overall['min']:.4f}, max {overall['max']:.4f})"
@@ -314,7 +315,7 @@ def plot_cv(summary: CVSummary, path: Path) -> Path | None:
     if not summary.values():
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(summary.seeds) + 2.5), 4))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.3 * len(summary.seeds) + 3), 4))
     for x, seed in enumerate(summary.seeds):
         runs = [r for r in summary.runs if r.seed == seed and r.value is not None]
         offsets = [(i - (len(runs) - 1) / 2) * 0.08 for i in range(len(runs))]

@@ -215,6 +215,9 @@ def open_study(folder: Path, spec: SweepFile, greater_is_better: bool) -> optuna
         direction="maximize" if greater_is_better else "minimize",
         load_if_exists=True,
     )
+    with warnings.catch_warnings():  # a worker that died: its `running` trial fails now, to be queued again
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     # A fresh sampler per process; a resumed sweep must not draw the same points again.
     seed = spec.seed + len(study.trials)
     if spec.method == "tpe":
@@ -536,6 +539,8 @@ def write_table(rows: list[dict[str, Any]], keys: list[str], metric: str, folder
     lines = ["| " + " | ".join(columns[:-1]) + " |", "|" + " --- |" * (len(columns) - 1)]
     for record in records:
         cells = [_show(c) if isinstance(c, float) else ("" if c is None else str(c)) for c in record[:-1]]
+        if isinstance(record[2], float):
+            cells[2] = f"{record[2]:.4f}"  # the metric: four decimals, as the other commands print it
         lines.append("| " + " | ".join(cells) + " |")
     _atomic_write(folder / "results.md", "\n".join(lines) + "\n")
 
@@ -640,6 +645,7 @@ def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | N
         style = "--" if r["state"] == "pruned" else "-"
         ax.plot(range(1, len(r["curve"]) + 1), r["curve"], style, marker="o", label=f"trial {r['trial']}")
     ax.set(xlabel="evaluation", ylabel=f"validation {metric}", title="Trials (dashed: pruned)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     if len(curves) <= 12:
         ax.legend(fontsize=8)

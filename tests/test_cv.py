@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import GLUE, needs_glue
 
 from finetune.cli import main
 from finetune.cv import CVRun, CVSummary, cross_validate, fold_indices, spread
@@ -156,3 +157,32 @@ def test_seed_repeats_without_folds_on_the_command_line(short_recipe, tmp_path, 
     assert main(args) == 2  # string labels are no regression targets: said before any folder is made
     assert "not a number" in capsys.readouterr().err
     assert not refused.exists()
+
+
+@pytest.mark.integration
+@needs_glue
+def test_cv_on_mrpc_sentence_pairs(tmp_path):
+    recipe = load_recipe(
+        "glue-mrpc",
+        [
+            f"data.dir={GLUE}",
+            "data.max_train_samples=40",
+            "data.max_length=48",
+            "training.max_steps=2",
+            "training.batch_size=8",
+            "evaluation.every=2",
+            "evaluation.before_training=false",
+            "output.save_model=false",
+            "output.plots=false",
+        ],
+    )
+    summary, folder = cross_validate(recipe, folds=2, output=tmp_path / "cv")
+    assert [r.fold for r in summary.runs] == [1, 2]
+    assert sum(r.validation_size for r in summary.runs) == 40
+    first = json.loads(
+        (folder / "data" / "seed42" / "fold1" / "validation.jsonl").read_text().splitlines()[0]
+    )
+    assert set(first) == {"text", "text_pair", "label"} and first["label"] in (0, 1)  # pairs, numeric labels
+    run = load_recipe(summary.runs[0].run_dir / "recipe.yaml")
+    assert (run.data.text, run.data.text_pair, run.data.label) == ("text", "text_pair", "label")
+    assert all(r.value is not None for r in summary.runs)

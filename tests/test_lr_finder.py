@@ -259,3 +259,14 @@ def test_restore_with_the_recipe_trainer_on_a_tiny_bert(tiny_recipe, tmp_path):
         assert torch.equal(value, before[key]), key
     assert optimizer.state_dict()["state"] == {}  # as fresh as it was
     assert {g["lr"] for g in optimizer.param_groups} == {recipe.optimizer.lr}
+
+
+@pytest.mark.integration
+def test_lr_find_on_minilm_and_the_demo_set(tmp_path):
+    from finetune.lr_finder import find_lr
+
+    recipe = load_recipe("demo", ["training.batch_size=8"])
+    test, folder = find_lr(recipe, output=tmp_path / "lr", start_lr=1e-6, end_lr=1e-1, steps=10)
+    assert (folder / "lr_find.png").is_file() and (folder / "lr_find.csv").is_file()
+    assert test.losses[0] == pytest.approx(math.log(2), abs=0.15)  # a fresh two-class head
+    assert 1e-7 <= test.suggestions["min/10"] <= 1e-2

@@ -409,3 +409,17 @@ def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, 
         ("fail", "0.003", ""),
     ]
     assert load_recipe(folder / "best.yaml").optimizer.lr == 3e-3
+
+
+def test_readme_documents_every_sweep_file_key():
+    from conftest import REPO
+
+    from finetune.recipe.sweep import PruningSection, RangeSpec, SweepFile
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Sweeps: `finetune sweep`")[1].split("### Cross-validation")[0]
+    keys = [name for name in SweepFile.model_fields if name != "pruning"]
+    keys += [f"pruning.{name}" for name in PruningSection.model_fields]
+    keys += list(RangeSpec.model_fields)
+    missing = [key for key in keys if f"`{key}" not in section]
+    assert not missing, f"README's sweep section does not document {missing}"
