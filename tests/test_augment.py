@@ -96,6 +96,7 @@ def test_training_augments_only_the_training_set(tiny_recipe, tmp_path):
     tiny_recipe["regularization"] = {"word_deletion": 0.5, "word_swap": 0.5}
     tiny_recipe["training"].update(epochs=2)
     tiny_recipe["output"].update(plots=False, save_model=False)
+    tiny_recipe["checkpoints"] = {"every_epoch": False}  # no checkpoint writing: faster
     recipe = validate_recipe(tiny_recipe)
     prepared = prepare(recipe, tmp_path / "prepared")
     trainer = prepared.trainer

@@ -356,6 +356,7 @@ def test_trainer_logs_each_term_clips_by_value_and_ends_on_the_swa_mean(tiny_rec
     }
     tiny_recipe["training"].update(max_steps=8, logging_steps=2)
     tiny_recipe["output"].update(plots=False, save_model=False)
+    tiny_recipe["checkpoints"] = {"every_epoch": False}  # no checkpoint writing: faster
     probe = Probe()
     result = train(validate_recipe(tiny_recipe), callbacks=[probe])
     logs = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -424,6 +424,7 @@ def test_trainer_logs_the_planned_lr_of_every_optimizer_step_with_accumulation(t
     tiny_recipe["schedule"] = {"name": "cosine_restarts", "warmup_steps": 2, "unit": "epochs", "period": 1}
     tiny_recipe["training"].update(batch_size=4, gradient_accumulation_steps=3, epochs=2)
     tiny_recipe["output"].update(plots=False, save_model=False)
+    tiny_recipe["checkpoints"] = {"every_epoch": False}  # no checkpoint writing: faster
     recipe = validate_recipe(tiny_recipe)
     result = train(recipe)
     # 48 rows / 4 = 12 micro-batches per epoch / 3 = 4 optimizer steps per epoch, 8 in all
@@ -444,6 +445,7 @@ def test_plateau_cuts_the_lr_after_evaluations_without_improvement(tiny_recipe):
     tiny_recipe["early_stopping"] = {"metric": "loss", "enabled": False}
     tiny_recipe["training"].update(epochs=3)
     tiny_recipe["output"].update(plots=False, save_model=False)
+    tiny_recipe["checkpoints"] = {"every_epoch": False}  # no checkpoint writing: faster
     result = train(validate_recipe(tiny_recipe))
     logged = logged_lrs(result.run_dir)
     # 6 steps per epoch, evaluation at every epoch end: the first sets the best, the next cuts
