@@ -216,20 +216,18 @@ def find_lr(
     Writes `lr_find.csv` and `lr_find.png` into a new folder (`output`, or
     `<output.root>/lr-find-<recipe name>-<timestamp>`) and returns the test and the folder.
     """
-    from transformers import set_seed
+    import shutil
 
-    from .data import load_task_data
-    from .modeling import load_model, load_tokenizer
-    from .pipeline import build_trainer, freeze_model, say
+    from .pipeline import prepare, say
 
     lrs = exponential_lrs(start_lr, end_lr, steps)
     folder = create_output_dir(output, recipe)
-    set_seed(recipe.training.seed)
-    data = load_task_data(recipe.data, recipe.model.task, recipe.training.seed)
-    tokenizer = load_tokenizer(recipe.model)
-    model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
-    frozen = freeze_model(model, recipe)
-    trainer, _ = build_trainer(recipe, model, tokenizer, data, folder)
+    try:  # the data, model, freezing, adapters and trainer a run of this recipe would have
+        run = prepare(recipe, folder)
+    except FinetuneError:
+        shutil.rmtree(folder, ignore_errors=True)  # a refused start leaves nothing behind
+        raise
+    trainer, frozen, data = run.trainer, run.frozen, run.data
     _remove_if_empty(folder / "checkpoints")  # the Trainer makes its output folder; we save nothing there
     accumulation = trainer.args.gradient_accumulation_steps
     say(

@@ -229,36 +229,50 @@ def test_lr_find_command_on_a_tiny_model(tiny_recipe, tmp_path, capsys):
     # never overwrites: neither the output folder nor the written recipe
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
+    # a recipe refused before the test starts leaves no folder behind
+    refused = tmp_path / "refused"
+    assert main(["lr-find", str(recipe_path), "data.train=missing.csv", "--output", str(refused)]) == 2
+    assert "data.train: file not found" in capsys.readouterr().err
+    assert not refused.exists()
 
 
-def test_restore_with_the_recipe_trainer_on_a_tiny_bert(tiny_recipe, tmp_path):
-    """The trainer's own (fused AdamW) optimizer, loss and data loader: weights unchanged after."""
-    from finetune.data import load_task_data
+def test_restore_and_layerwise_groups_with_the_recipe_trainer_on_a_tiny_bert(tiny_recipe, tmp_path):
+    """The trainer's own (fused AdamW) optimizer with per-block LRs, loss and data loader."""
     from finetune.lr_finder import cycle, trainer_loss
-    from finetune.modeling import load_model, load_tokenizer
-    from finetune.pipeline import build_trainer
+    from finetune.pipeline import prepare
     from finetune.recipe import validate_recipe
 
+    tiny_recipe["layer_lr"] = {"decay": 0.5}  # head at optimizer.lr, layer i of 4 at lr x 0.5^(4-i)
     recipe = validate_recipe(tiny_recipe)
-    data = load_task_data(recipe.data, "classification", 0)
-    model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
-    trainer, _ = build_trainer(recipe, model, load_tokenizer(recipe.model), data, tmp_path / "t")
+    run = prepare(recipe, tmp_path / "t")
+    model, trainer = run.model, run.trainer
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = trainer.create_optimizer()
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    assert len(set(peaks)) >= 5  # embeddings, 4 layers, head: a group (pair) per block
+    loss_of, used = trainer_loss(trainer), []
+
+    def recording(batch):
+        used.append([g["lr"] for g in optimizer.param_groups])
+        return loss_of(batch)
+
+    lrs = exponential_lrs(1e-4, 1.0, 8)
     test = range_test(
         trainer.model,
         optimizer,
         cycle(trainer.get_train_dataloader()),
-        trainer_loss(trainer),
-        exponential_lrs(1e-4, 1.0, 8),
+        recording,
+        lrs,
         reference_lr=recipe.optimizer.lr,
         clip_grad_norm=1.0,
     )
     assert len(test.lrs) >= 3 and test.losses[0] == pytest.approx(math.log(2), abs=0.1)
+    for lr, group_lrs in zip(test.lrs, used):  # every block scaled by the same factor
+        assert group_lrs == pytest.approx([peak * lr / recipe.optimizer.lr for peak in peaks])
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert optimizer.state_dict()["state"] == {}  # as fresh as it was
-    assert {g["lr"] for g in optimizer.param_groups} == {recipe.optimizer.lr}
+    assert [g["lr"] for g in optimizer.param_groups] == peaks
 
 
 @pytest.mark.integration
