@@ -16,9 +16,16 @@ from .plots import _pyplot
 from .report import BOOKKEEPING, during_training, flatten, read_run, show, show_value
 
 
+def resolved(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A run's recipe as flat keys; keys it predates (added to finetune since) take their defaults."""
+    from .recipe import Recipe
+
+    return {**flatten(Recipe().to_yaml_dict()), **flatten(recipe)}
+
+
 def differing_keys(recipes: list[dict[str, Any]]) -> list[str]:
     """Recipe keys (dotted) whose values are not the same in every run, in recipe order."""
-    flat = [flatten(recipe) for recipe in recipes]
+    flat = [resolved(recipe) for recipe in recipes]
     keys = list(dict.fromkeys(key for f in flat for key in f))
     missing = object()
     return [
@@ -39,7 +46,7 @@ def comparison_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[st
     header = ["run", *keys, "watched", "best", "best step", *metric_names, "steps", "train time"]
     rows = []
     for run in runs:
-        flat, results = flatten(run["recipe"]), run["results"]
+        flat, results = resolved(run["recipe"]), run["results"]
         best = results.get("best", {})
         final = results.get("final_metrics", {})
         seconds = results.get("train_seconds")

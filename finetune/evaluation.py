@@ -158,14 +158,22 @@ def figures(
         flat_predicted = [t for row in predicted for t in row]
         return [
             plot_confusion(
-                flat_gold, flat_predicted, names, folder / "confusion_matrix.png", "Tags (per word)"
+                flat_gold,
+                flat_predicted,
+                names,
+                folder / "confusion_matrix.png",
+                f"Tags ({len(flat_gold)} words)",
             )
         ]
     gold_names = [names[i] for i in dataset[LABEL]]
     predicted_names = [names[int(row.argmax())] for row in logits]
     return [
         plot_confusion(
-            gold_names, predicted_names, names, folder / "confusion_matrix.png", "Confusion matrix"
+            gold_names,
+            predicted_names,
+            names,
+            folder / "confusion_matrix.png",
+            f"Confusion matrix ({len(gold_names)} examples)",
         )
     ]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 EVAL_PREFIX = "eval_"
-TIMING = ("runtime", "samples_per_second", "steps_per_second")
+TIMING = ("runtime", "samples_per_second", "steps_per_second", "preparation_time")  # not metrics
 
 
 def _pyplot():

@@ -252,7 +252,7 @@ def prediction_record(predictor: Predictor, example: dict[str, Any], logits: np.
     return {
         **record,
         "label": names[best],
-        "score": float(probabilities[best]),
+        "score": round(float(probabilities[best]), 6),
         "probabilities": _named(names, probabilities),
     }
 

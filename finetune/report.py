@@ -195,17 +195,28 @@ def _what_trained(recipe: dict[str, Any], results: dict[str, Any]) -> list[str]:
     if trainable is not None and total:
         lines.append(f"- Trainable parameters: {trainable:,} of {total:,} ({trainable / total:.1%}).")
     frozen = results.get("frozen_blocks") or []
-    lines.append(
-        f"- Frozen: {', '.join(frozen)}." if frozen else "- Frozen: nothing (every pretrained block trained)."
-    )
     peft = recipe.get("peft", {})
-    if peft.get("method", "none") != "none":
-        settings = f"rank {peft.get('r')}, alpha {peft.get('alpha')}, " if peft["method"] == "lora" else ""
-        targets = peft.get("target_modules") or "the architecture's default modules"
+    if peft.get("method", "none") == "none":
         lines.append(
-            f"- Adapters: {peft['method']} ({settings}on {show(targets)}); the pretrained weights stayed "
-            f"frozen, the adapters and the task head trained. Saved {peft.get('save', 'merged')}."
+            f"- Frozen: {', '.join(frozen)}."
+            if frozen
+            else "- Frozen: nothing (every pretrained block trained)."
         )
+        return [*lines, ""]
+    settings = (
+        f"rank {peft.get('r')}, alpha {show_value(peft.get('alpha'))}, " if peft["method"] == "lora" else ""
+    )
+    targets = (
+        show_value(peft["target_modules"])
+        if peft.get("target_modules")
+        else "the architecture's default modules"
+    )
+    lines.append(
+        f"- Adapters: {peft['method']} ({settings}on {targets}). Every pretrained weight stayed frozen; the "
+        f"adapters, the task head and the pooler trained. Saved {peft.get('save', 'merged')}."
+    )
+    if frozen:
+        lines.append(f"- Frozen by `freeze:` (their adapters did not train): {', '.join(frozen)}.")
     return [*lines, ""]
 
 

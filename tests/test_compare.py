@@ -42,7 +42,7 @@ def test_differing_keys_ignore_shared_and_bookkeeping_keys():
         "output": {"dir": "y"},
         "freeze": {"layers": [0]},
     }
-    assert differing_keys([first, second]) == ["optimizer.lr", "freeze.layers"]
+    assert differing_keys([first, second]) == ["freeze.layers", "optimizer.lr"]  # in recipe order
 
 
 def test_table_shows_what_differs_and_how_each_run_scored(two_runs, tmp_path):

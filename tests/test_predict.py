@@ -261,3 +261,32 @@ def test_adapter_folder_predicts_like_the_adapted_model(tmp_path, tiny_model_dir
             assert record["probabilities"]["pos"] == pytest.approx(
                 float(torch.softmax(logits, -1)[1]), abs=1e-5
             )
+
+
+@pytest.mark.integration
+def test_minilm_demo_run_predicts_and_evaluates_like_training(tmp_path):
+    """The real default model: a few steps on the demo data, then predict and evaluate the run folder."""
+    import csv
+
+    from finetune.data import builtin_data_dir
+    from finetune.recipe import load_recipe
+
+    overrides = [
+        "data.max_train_samples=32",
+        "data.max_eval_samples=32",
+        "training.max_steps=4",
+        "evaluation.every=2",
+        f"output.dir={tmp_path / 'run'}",
+    ]
+    run_dir = train(load_recipe("demo", overrides)).run_dir
+    with (builtin_data_dir("demo") / "dev.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:32]  # the validation rows the run evaluated
+    dev = write_rows(tmp_path / "dev32.csv", rows)
+    summary = evaluate_file(run_dir, dev)
+    final = json.loads((run_dir / "results.json").read_text())["final_metrics"]
+    assert summary["metrics"]["accuracy"] == pytest.approx(final["accuracy"])
+    assert summary["metrics"]["f1"] == pytest.approx(final["f1"])
+    records = predict_file(run_dir, dev, tmp_path / "p.jsonl")
+    assert [r["text"] for r in records] == [r["text"] for r in rows]
+    assert {r["label"] for r in records} <= {"negative", "positive"}
+    assert "## Results" in (run_dir / "report.md").read_text()
