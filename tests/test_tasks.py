@@ -9,6 +9,7 @@ from conftest import write_rows
 
 from finetune.data import load_task_data
 from finetune.errors import DataError, RecipeError
+from finetune.evaluation import evaluate_file
 from finetune.metrics import available_metrics, metrics_function, multi_label_metrics
 from finetune.pipeline import train
 from finetune.recipe import validate_recipe
@@ -145,3 +146,9 @@ def test_multi_label_run_with_freezing_and_early_stopping(tiny_recipe, topics_cs
     scores = pipeline("text-classification", model=str(folder), top_k=None)(["the striker scored"])[0]
     assert {s["label"] for s in scores} == {"politics", "sports"}
     assert sum(s["score"] for s in scores) != pytest.approx(1.0, abs=1e-3)  # sigmoid, not softmax
+
+    summary = evaluate_file(result.run_dir, dev_path)  # at the run's threshold, 0.4
+    assert summary["threshold"] == 0.4
+    for name in ("f1_micro", "f1_macro", "subset_accuracy"):
+        assert summary["metrics"][name] == pytest.approx(results["final_metrics"][name]), name
+    assert (result.run_dir / "evaluations" / "dev" / "per_label.png").is_file()

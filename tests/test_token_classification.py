@@ -8,6 +8,7 @@ import torch
 
 from finetune.data import load_task_data
 from finetune.errors import DataError, RecipeError
+from finetune.evaluation import evaluate_file
 from finetune.metrics import entity_metrics, token_metrics
 from finetune.pipeline import train
 from finetune.recipe import validate_recipe
@@ -165,3 +166,8 @@ def test_token_classification_run_with_freezing_and_early_stopping(tiny_recipe, 
     assert model.config.id2label[1] == "B-PER"
     tagged = pipeline("token-classification", model=str(folder))("Ada lived in Paris")
     assert all(item["entity"] in results["labels"] for item in tagged)
+
+    # `finetune evaluate` scores per word; no word is truncated here, so it matches validation
+    summary = evaluate_file(result.run_dir, dev_path)
+    for name in ("f1", "precision", "recall", "accuracy"):
+        assert summary["metrics"][name] == pytest.approx(results["final_metrics"][name]), name
