@@ -423,6 +423,7 @@ def run_trial(trial: optuna.Trial, sweep: SweepRun, metric: str, budget: int) ->
     """One trial: the recipe with this trial's values, trained into `<sweep>/trial-NNN`."""
     import optuna
 
+    from .faults import RunInterrupted, TrainingDiverged
     from .pipeline import say, train
     from .runs import RESULTS_FILE
 
@@ -438,9 +439,11 @@ def run_trial(trial: optuna.Trial, sweep: SweepRun, metric: str, budget: int) ->
     pruning = OptunaPruning(trial, metric)
     try:
         result = train(recipe, source=f"trial {trial.number} of sweep {sweep.folder}", callbacks=[pruning])
+    except RunInterrupted as error:  # Ctrl-C or SIGTERM: stop the sweep; the trial runs again on resume
+        raise KeyboardInterrupt(str(error)) from error
+    except TrainingDiverged as error:  # these values made the loss or metric blow up: a result, not a bug
+        return _fail(trial, str(error))
     except FinetuneError as error:
-        if getattr(error, "exit_code", 0) >= 128:  # stopped by a signal (faults.RunInterrupted): stop the
-            raise KeyboardInterrupt(str(error)) from error  # sweep; the trial is queued again on resume
         if finished_count(trial.study) == 0:
             raise  # nothing has worked yet: most likely the whole sweep is wrong, so stop and say why
         return _fail(trial, str(error))

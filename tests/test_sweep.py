@@ -375,16 +375,13 @@ def scripted_train(outcomes, seen):
     return train
 
 
-class Interrupted(FinetuneError):  # what faults.RunInterrupted looks like: exit code 128 + SIGINT
-    exit_code = 130
-
-
 def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, tmp_path, monkeypatch):
     import finetune.pipeline
+    from finetune.faults import RunInterrupted, TrainingDiverged
 
     spec = sweep_spec(method="grid", space={"optimizer.lr": [1e-4, 1e-3, 3e-3, 1e-2]})
     folder, seen = tmp_path / "sweep", []
-    outcomes = [0.5, FinetuneError("training loss is nan"), Interrupted("SIGINT received")]
+    outcomes = [0.5, TrainingDiverged("training loss is nan"), RunInterrupted("SIGINT received", 2)]
     monkeypatch.setattr(finetune.pipeline, "train", scripted_train(outcomes, seen))
     with pytest.raises(KeyboardInterrupt):
         run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
@@ -423,3 +420,28 @@ def test_readme_documents_every_sweep_file_key():
     keys += list(RangeSpec.model_fields)
     missing = [key for key in keys if f"`{key}" not in section]
     assert not missing, f"README's sweep section does not document {missing}"
+
+
+def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
+    short_recipe, tmp_path, monkeypatch
+):
+    import finetune.pipeline
+    from finetune.errors import DataError
+    from finetune.faults import TrainingDiverged
+
+    spec = sweep_spec(method="grid", space={"optimizer.lr": [0.5, 1e-3]})
+    seen = []
+    monkeypatch.setattr(
+        finetune.pipeline, "train", scripted_train([TrainingDiverged("loss is inf"), 0.4], seen)
+    )
+    run_sweep(start_sweep(short_recipe, spec, tmp_path / "a", "s.yaml"))
+    assert [(r["state"], r["error"]) for r in read_table(tmp_path / "a")] == [
+        ("complete", ""),
+        ("fail", "loss is inf"),
+    ]
+
+    monkeypatch.setattr(
+        finetune.pipeline, "train", scripted_train([DataError("data.train: file not found")], seen)
+    )
+    with pytest.raises(DataError, match="file not found"):  # nothing worked yet: say why and stop
+        run_sweep(start_sweep(short_recipe, spec, tmp_path / "b", "s.yaml"))
