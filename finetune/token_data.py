@@ -108,8 +108,14 @@ def word_columns(dataset: Dataset, spec: DataSection, source: str, labelled: boo
         names = _tag_names(dataset, tags)
     dataset = dataset.select_columns(list(wanted)).rename_columns({o: n for o, n in wanted.items() if o != n})
     if names is not None:  # tags stored as ids with names (a hub ClassLabel): back to names
+        from datasets import List, Value
+
+        features = dataset.features.copy()
+        features[LABEL] = List(Value("string"))
         dataset = dataset.map(
-            lambda batch: {LABEL: [[names[t] for t in row] for row in batch[LABEL]]}, batched=True
+            lambda batch: {LABEL: [[names[t] for t in row] for row in batch[LABEL]]},
+            batched=True,
+            features=features,
         )
     if getattr(dataset.features[TOKENS], "dtype", None) == "string":  # a Value, not a List
         dataset = dataset.map(lambda batch: {TOKENS: [text.split() for text in batch[TOKENS]]}, batched=True)

@@ -171,3 +171,14 @@ def test_token_classification_run_with_freezing_and_early_stopping(tiny_recipe, 
     summary = evaluate_file(result.run_dir, dev_path)
     for name in ("f1", "precision", "recall", "accuracy"):
         assert summary["metrics"][name] == pytest.approx(results["final_metrics"][name]), name
+
+
+def test_hub_style_tag_ids_with_class_names_become_names():
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from finetune.token_data import word_columns
+
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=["O", "B-PER"]))})
+    dataset = Dataset.from_dict({"tokens": [["Ada", "wrote"]], "ner_tags": [[1, 0]]}, features=features)
+    converted = word_columns(dataset, DataSection(text="tokens", label="ner_tags"), "conll2003[train]")
+    assert converted[0] == {"tokens": ["Ada", "wrote"], "labels": ["B-PER", "O"]}
