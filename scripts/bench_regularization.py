@@ -1,6 +1,7 @@
 """Benchmark: the shipped schedule and regularization recipes against base, on MiniLM + GLUE MRPC.
 
-    python scripts/bench_regularization.py            # full: 3 seeds, all of MRPC, ~1.5-2 h on 2 CPU cores
+    python scripts/bench_regularization.py            # full: 3 seeds, all of MRPC (~400k training
+                                                      # examples in all: 2-4 h on 2 quiet CPU cores)
     python scripts/bench_regularization.py --quick    # smoke test: 1 seed, 64 rows, 2 epochs (minutes)
 
 Every recipe runs with the same data and budget (3 epochs, batch 16, early stopping on F1) except
@@ -173,6 +174,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per recipe (default 3; quick 1)")
     parser.add_argument("--recipes", nargs="+", default=RECIPES, help="recipes to compare (base first)")
     parser.add_argument("--epochs", type=float, default=3, help="epochs for every recipe but small-data")
+    parser.add_argument(
+        "--train-rows", type=int, default=None, help="cap MRPC's training rows (default: all)"
+    )
     parser.add_argument("--data", type=Path, default=GLUE, help="GLUE folder (with MRPC/)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/)")
     parser.add_argument("--no-small-data-table", action="store_true", help="skip the 500-row comparison")
@@ -182,7 +186,7 @@ def main() -> int:
         return 1
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
     epochs = 2 if args.quick else args.epochs
-    rows = (64, 32) if args.quick else (None, None)
+    rows = (64, 32) if args.quick else (args.train_rows, None)
     out = args.out or (
         Path(tempfile.mkdtemp(prefix="bench-regularization-")) if args.quick else REPO / "benchmarks"
     )
