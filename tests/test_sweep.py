@@ -259,34 +259,18 @@ def test_a_terrible_value_is_pruned(short_recipe, tmp_path):
 def test_a_stopped_grid_sweep_resumes_without_redoing_finished_trials(short_recipe, tmp_path, monkeypatch):
     import finetune.pipeline
 
-    real_train, trained = finetune.pipeline.train, []
-
-    def interrupted_train(recipe, source=None, callbacks=None):
-        if len(trained) == 2:
-            trained.append("interrupted")
-            raise KeyboardInterrupt
-        trained.append(recipe.optimizer.lr)
-        return real_train(recipe, source, callbacks)
-
-    monkeypatch.setattr(finetune.pipeline, "train", interrupted_train)
     spec = sweep_spec(
         method="grid", pruning={"enabled": False}, space={"optimizer.lr": [1e-4, 1e-3, 3e-3, 1e-2]}
     )
-    folder = tmp_path / "sweep"
+    folder, trained = tmp_path / "sweep", []
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.5, 0.6, KeyboardInterrupt()], trained))
     with pytest.raises(KeyboardInterrupt):
         run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
-    assert trained == [1e-4, 1e-3, "interrupted"]
+    assert trained == [1e-4, 1e-3, 3e-3]
     assert [r["state"] for r in read_table(folder)] == ["complete", "complete", "fail"]
 
-    monkeypatch.setattr(finetune.pipeline, "train", real_train)
     resumed = []
-    monkeypatch.setattr(
-        finetune.pipeline,
-        "train",
-        lambda recipe, source=None, callbacks=None: (
-            resumed.append(recipe.optimizer.lr) or real_train(recipe, source, callbacks)
-        ),
-    )
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.4, 0.3], resumed))
     assert main(["sweep", "--resume", str(folder)]) == 0
     assert sorted(resumed) == [3e-3, 1e-2]  # the interrupted one again, and the one never started
     rows = read_table(folder)
@@ -301,13 +285,14 @@ def test_a_stopped_grid_sweep_resumes_without_redoing_finished_trials(short_reci
 def test_tpe_sweep_resumes_to_its_budget(short_recipe, tmp_path, monkeypatch):
     import finetune.pipeline
 
-    spec = sweep_spec(method="tpe", trials=2, space={"optimizer.lr": {"log_uniform": [1e-4, 1e-2]}})
-    folder = tmp_path / "sweep"
-    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
-    assert len(read_table(folder)) == 2
-    first = {r["optimizer.lr"] for r in read_table(folder)}
+    spec = sweep_spec(method="tpe", trials=3, space={"optimizer.lr": {"log_uniform": [1e-4, 1e-2]}})
+    folder, seen = tmp_path / "sweep", []
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.5, KeyboardInterrupt()], seen))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    interrupted = seen[1]
 
-    bigger = sweep_spec(method="tpe", trials=3, space=spec.model_dump()["space"])
+    bigger = sweep_spec(method="tpe", trials=4, space=spec.model_dump()["space"])
     with pytest.raises(SweepError, match="different recipe or sweep file .*sweep trials"):
         start_sweep(short_recipe, bigger, folder, "s.yaml")  # the same folder must hold the same sweep
     with pytest.raises(SweepError, match="different recipe or sweep file .*optimizer.weight_decay"):
@@ -316,15 +301,15 @@ def test_tpe_sweep_resumes_to_its_budget(short_recipe, tmp_path, monkeypatch):
         )
         start_sweep(other, spec, folder, "s.yaml")
 
-    real_train, calls = finetune.pipeline.train, []
-    monkeypatch.setattr(
-        finetune.pipeline,
-        "train",
-        lambda recipe, source=None, callbacks=None: calls.append(1) or real_train(recipe, source, callbacks),
-    )
-    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))  # the same command again: nothing to do
-    assert calls == []
-    assert {r["optimizer.lr"] for r in read_table(folder)} == first
+    seen.clear()  # the same command again continues: the interrupted values first, then a new draw
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.4, 0.3], seen))
+    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    assert len(seen) == 2 and seen[0] == interrupted and seen[1] != interrupted
+    assert [r["state"] for r in read_table(folder)] == ["complete"] * 3 + ["fail"]
+
+    seen.clear()
+    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))  # the budget is used: nothing to do
+    assert seen == []
 
 
 def test_existing_folder_that_is_not_a_sweep_is_never_touched(short_recipe, tmp_path):
