@@ -71,6 +71,9 @@ class CheckpointCadence(TrainerCallback):
         if self.spec.every_epoch:
             control.should_save = True
 
+    def on_save(self, args, state, control, **kwargs):
+        control.should_save = False  # served: the epoch-end check must not save this step again
+
 
 # -- finding checkpoints ---------------------------------------------------------------------
 
@@ -193,15 +196,19 @@ def open_run_dir(
     Returns the folder, the checkpoint to resume from (None for a new run) and the recipe changes
     the user allowed. Resuming drops the `metrics.jsonl` records logged after the checkpoint.
     """
-    resume_dir = Path(resume) if resume is not None else auto_resume_dir(recipe)
-    if resume_dir is None:
 
-        def make() -> Path:
-            run_dir = create_run_dir(recipe)
-            write_recipe(run_dir, recipe, source)
-            return run_dir
+    def decide() -> tuple[str, bool]:  # on the main process only: one answer for every process
+        resume_dir = Path(resume) if resume is not None else auto_resume_dir(recipe)
+        if resume_dir is not None:
+            return str(resume_dir), True
+        run_dir = create_run_dir(recipe)
+        write_recipe(run_dir, recipe, source)
+        return str(run_dir), False
 
-        return share_from_main(make, _on_cpu(recipe), recipe.distributed.timeout_minutes), None, []
+    folder, resuming = share_from_main(decide, _on_cpu(recipe), recipe.distributed.timeout_minutes)
+    resume_dir = Path(folder)
+    if not resuming:
+        return resume_dir, None, []
     point = find_resume_point(resume_dir)
     changes = check_same_recipe(resume_dir, recipe, allow_change)
     if is_main_process():
@@ -250,7 +257,9 @@ def save_checkpoint(trainer: Any, keep_last: int) -> Path:
     """
     folder = Path(trainer.args.output_dir)
     final = folder / f"checkpoint-{trainer.state.global_step}"
-    if final.exists():  # already saved at this step (e.g. a stop signal right after a scheduled save)
+    # Saved at this step already (e.g. a stop signal at an epoch's end)? Every process must answer
+    # alike, so ask the training state, not the filesystem (the main process renames it).
+    if getattr(trainer, "checkpoint_step", None) == trainer.state.global_step:
         return final
     partial = folder / f"{TMP_PREFIX}{final.name}"
     main = trainer.args.should_save
@@ -265,8 +274,11 @@ def save_checkpoint(trainer: Any, keep_last: int) -> Path:
         raise checkpoint_write_error(error, final) from None
     _barrier(trainer)
     if main:
+        if final.exists():  # a same-step checkpoint of an earlier attempt
+            _remove(final)
         os.replace(partial, final)
         rotate_checkpoints(folder, keep_last)
+    trainer.checkpoint_step = trainer.state.global_step
     return final
 
 

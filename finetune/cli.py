@@ -54,10 +54,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoints import load_train_recipe
+    from .distributed import release_process_group
     from .pipeline import train
 
     recipe, source, _ = load_train_recipe(args.recipe, args.overrides, args.resume)
-    train(recipe, source=source, resume=args.resume, allow_recipe_change=args.allow_recipe_change)
+    try:
+        train(recipe, source=source, resume=args.resume, allow_recipe_change=args.allow_recipe_change)
+    finally:
+        release_process_group()  # one of several processes: leave the group cleanly
     return 0
 
 
@@ -66,11 +70,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from .launch import LaunchOptions, launch
 
     recipe, source, overrides = load_train_recipe(args.recipe, args.overrides, args.resume)
-    passed = [source, *overrides]  # what each process gives `finetune train`
-    if args.resume:
-        passed += ["--resume", args.resume]
+    flags = ["--resume", args.resume] if args.resume else []
     if args.allow_recipe_change:
-        passed.append("--allow-recipe-change")
+        flags.append("--allow-recipe-change")
     options = LaunchOptions(
         num_processes=args.num_processes,
         num_machines=args.num_machines,
@@ -79,7 +81,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
         main_process_port=args.main_process_port,
         mixed_precision=args.mixed_precision,
         cpu=args.cpu,
-        train_arguments=passed,
+        train_arguments=[source, *overrides],  # what each process gives `finetune train`
+        train_flags=flags,
     )
     return launch(recipe, options, resuming=args.resume is not None)
 
@@ -459,8 +462,10 @@ def run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     try:
         return handler(args)
     except FinetuneError as error:
-        print(f"finetune: error: {error}", file=sys.stderr)
-        return getattr(error, "exit_code", EXIT_USER_ERROR)  # a stopped run says why (faults.py)
+        # a stop every process agreed on (faults.py) is told once, by the main process
+        if not getattr(error, "same_on_every_process", False) or int(os.environ.get("RANK", "0")) == 0:
+            print(f"finetune: error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print("finetune: interrupted", file=sys.stderr)
         return 130

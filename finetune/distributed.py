@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from transformers import TrainerCallback
+
 from .errors import FinetuneError
 from .recipe.distributed import DeepSpeedOptions, DistributedSection, FsdpOptions
 
@@ -243,3 +245,28 @@ class EpochSeededSampler:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+class SamplerEpoch(TrainerCallback):
+    """Tell the training sampler which epoch starts, whatever Accelerate wrapped it in.
+
+    Seeded samplers draw each epoch's order from (seed, epoch). The Trainer reaches `set_epoch`
+    through the data loader, but not after a resume under several processes: the loader that skips
+    the epoch's finished batches wraps the sharded batch sampler once more, and the sampler would
+    fall back to its own pass count (the resumed run would draw other batches than the first run).
+    """
+
+    def __init__(self) -> None:
+        self.sampler: Any = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.sampler is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(int(state.epoch or 0))  # the epoch starting (or resumed)
+
+
+def release_process_group() -> None:
+    """Close torch.distributed before the process exits (else gloo can abort the exit: status 134)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -17,6 +17,7 @@ all processes stop at the same step even when only one of them got the signal or
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .callbacks import EVAL_PREFIX
-from .distributed import any_process
+from .distributed import any_process, is_main_process, process_count
 from .errors import FinetuneError
 from .recipe.early_stopping import LOWER_IS_BETTER
 from .recipe.guards import GuardsSection
@@ -39,6 +40,8 @@ REPEAT_GRACE_SECONDS = 3.0
 class RunInterrupted(FinetuneError):
     """The run was stopped by a signal after saving a checkpoint; `exit_code` is 128 + the signal."""
 
+    same_on_every_process = True  # every process stopped at the same step: the CLI says it once
+
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
@@ -47,7 +50,18 @@ class RunInterrupted(FinetuneError):
 class TrainingDiverged(FinetuneError):
     """Training stopped because the loss or a validation metric went bad."""
 
+    same_on_every_process = True
     exit_code = 3
+
+
+def resume_command(run_dir: Any, cpu: bool) -> str:
+    """The command that continues a stopped run, as it was started (one or several processes)."""
+    processes = process_count()
+    if processes == 1:
+        return f"finetune train --resume {run_dir}"
+    if int(os.environ.get("LOCAL_WORLD_SIZE", processes)) != processes:  # several machines
+        return f"your `finetune launch` command on every machine, with --resume {run_dir}"
+    return f"finetune launch --num-processes {processes}{' --cpu' if cpu else ''} --resume {run_dir}"
 
 
 class FaultGuard(TrainerCallback):
@@ -91,6 +105,8 @@ class FaultGuard(TrainerCallback):
             signal.raise_signal(signum)
             return
         self.signal_received, self._signal_time = signum, now
+        if not is_main_process():
+            return
         print(
             f"\nfinetune: {signal.Signals(signum).name} received: finishing this step, saving a checkpoint "
             f"and stopping (send it again to abort at once)",

@@ -41,7 +41,8 @@ class LaunchOptions:
     main_process_port: int | None = None
     mixed_precision: str | None = None  # bf16 | fp16 | no; default: the recipe's training.precision
     cpu: bool = False
-    train_arguments: list[str] = field(default_factory=list)  # what each process passes to `finetune train`
+    train_arguments: list[str] = field(default_factory=list)  # recipe and overrides for `finetune train`
+    train_flags: list[str] = field(default_factory=list)  # its options (--resume ...), after the overrides
 
 
 def default_processes(cpu: bool) -> int:
@@ -162,7 +163,8 @@ def launch(recipe: Recipe, options: LaunchOptions, resuming: bool = False) -> in
             "finetune launch: with several machines give --main-process-ip (of machine rank 0)"
         )
     recipe.training.batch_plan(processes)  # an uneven global batch fails here, not in N processes
-    train_arguments = [*options.train_arguments, *launch_overrides(recipe, options, resuming)]
+    overrides = launch_overrides(recipe, options, resuming)
+    train_arguments = [*options.train_arguments, *overrides, *options.train_flags]
     mixed_precision = resolved_mixed_precision(recipe, options)
     print(
         f"finetune launch: {processes} process{'es' if processes > 1 else ''} on {options.num_machines} "

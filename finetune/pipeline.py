@@ -19,7 +19,7 @@ from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
 from .data import TaskData, load_task_data, tokenize
 from .distributed import fingerprints_of_all_processes, is_main_process, quiet_unless_main
 from .errors import FinetuneError
-from .faults import FaultGuard, RunInterrupted, TrainingDiverged
+from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
 from .metrics import check_watched_metric, metrics_function
 from .modeling import load_model, load_tokenizer
@@ -320,7 +320,7 @@ def stop_run(
         recipe, run.data, run.frozen, trainer, early, initial, {}, output, train_seconds
     )
     results.update(stop_reason=guard.stop_reason, resumes=trainer.run_state.get("resumes", []))
-    command = f"finetune train --resume {run_dir}"
+    command = resume_command(run_dir, cpu=trainer.args.use_cpu)
     if guard.stopped_by == "signal":
         results.update(status="interrupted", resume_command=command)
         if is_main_process():

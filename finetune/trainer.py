@@ -21,7 +21,13 @@ from transformers.training_args import ParallelMode
 
 from . import batching
 from .checkpoints import restore_training_state, save_checkpoint
-from .distributed import EpochSeededSampler, LateParameterSync, process_count, strategy_arguments
+from .distributed import (
+    EpochSeededSampler,
+    LateParameterSync,
+    SamplerEpoch,
+    process_count,
+    strategy_arguments,
+)
 from .errors import FinetuneError
 from .faults import FaultGuard
 from .optim import build_optimizer, param_groups
@@ -140,6 +146,8 @@ class RecipeTrainer(Trainer):
         callbacks = self.callback_handler.callbacks
         self.fault_guard = next((c for c in callbacks if isinstance(c, FaultGuard)), None)
         self.late_parameters = LateParameterSync()  # layers unfrozen after DDP wrapped the model
+        self.sampler_epoch = SamplerEpoch()
+        self.add_callback(self.sampler_epoch)
         self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
         self.swa = self._add_recipe_callbacks()
         self._eval_lengths: list[int] | None = None
@@ -178,6 +186,10 @@ class RecipeTrainer(Trainer):
         return swa
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        self.sampler_epoch.sampler = self._pick_train_sampler(train_dataset)  # see distributed.SamplerEpoch
+        return self.sampler_epoch.sampler
+
+    def _pick_train_sampler(self, train_dataset: Any = None) -> Any:
         """Length-grouped batches from the lengths measured at tokenization (batching.py); seeded by
         (seed, epoch), so every process and a resumed run draw the same batches."""
         dataset = self.train_dataset if train_dataset is None else train_dataset
