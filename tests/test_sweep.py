@@ -430,3 +430,15 @@ def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
     )
     with pytest.raises(DataError, match="file not found"):  # nothing worked yet: say why and stop
         run_sweep(start_sweep(short_recipe, spec, tmp_path / "b", "s.yaml"))
+
+
+def test_readme_sweep_example_is_a_valid_sweep_for_the_demo_recipe():
+    from conftest import REPO
+
+    from finetune.recipe import parse_yaml
+
+    text = (REPO / "README.md").read_text()
+    block = text.split("# my.sweep.yaml\n")[1].split("```")[0]
+    spec = validate_sweep_file(parse_yaml(block, "README"), "README")
+    check_space(load_recipe("demo"), spec, "README")
+    assert spec.method == "tpe" and len(spec.space) == 5
