@@ -191,7 +191,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .recipe import find_recipe, load_recipe
-    from .sweep import describe, load_sweep_file, reopen_sweep, run_sweep, start_sweep
+    from .sweep import load_sweep_file, reopen_sweep, run_sweep, start_sweep
+    from .sweep_report import describe
 
     if args.resume:
         if args.recipe or args.sweep:
