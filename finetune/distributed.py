@@ -186,13 +186,21 @@ def fsdp_config(options: FsdpOptions) -> dict[str, Any]:
     }
 
 
-def strategy_arguments(section: DistributedSection) -> dict[str, Any]:
-    """`TrainingArguments` keywords for the recipe's strategy: DDP options, DeepSpeed or FSDP."""
+def strategy_arguments(section: DistributedSection, cpu: bool = False) -> dict[str, Any]:
+    """`TrainingArguments` keywords for the recipe's strategy: DDP options, DeepSpeed or FSDP.
+
+    On the CPU, DeepSpeed and FSDP do not apply (Accelerate would quietly run plain data parallel):
+    the run says so and uses DDP, so a GPU recipe still runs unchanged on a laptop.
+    """
     arguments: dict[str, Any] = {
         "ddp_find_unused_parameters": section.ddp.find_unused_parameters,
         "ddp_bucket_cap_mb": section.ddp.bucket_cap_mb,
         "ddp_timeout": section.timeout_minutes * 60,
     }
+    if cpu and section.strategy != "ddp":
+        if is_main_process():
+            print(f"note: distributed.strategy {section.strategy} needs GPUs; on the CPU this run uses ddp")
+        return arguments
     if section.strategy == "deepspeed":
         import importlib.util
 

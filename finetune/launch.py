@@ -138,16 +138,19 @@ def launch_overrides(recipe: Recipe, options: LaunchOptions, resuming: bool) -> 
     return overrides
 
 
-def resolved_mixed_precision(recipe: Recipe, options: LaunchOptions) -> str:
-    """Accelerate's name for the precision the processes will train at."""
+def on_cpu(recipe: Recipe, options: LaunchOptions) -> bool:
     import torch
 
+    return options.cpu or recipe.training.cpu or not torch.cuda.is_available()
+
+
+def resolved_mixed_precision(recipe: Recipe, options: LaunchOptions) -> str:
+    """Accelerate's name for the precision the processes will train at."""
     from .trainer import resolve_precision
 
     if options.mixed_precision is not None:
         return options.mixed_precision
-    use_cpu = options.cpu or recipe.training.cpu or not torch.cuda.is_available()
-    return PRECISION_FOR_ACCELERATE[resolve_precision(recipe.training.precision, use_cpu)]
+    return PRECISION_FOR_ACCELERATE[resolve_precision(recipe.training.precision, on_cpu(recipe, options))]
 
 
 def launch(recipe: Recipe, options: LaunchOptions, resuming: bool = False) -> int:
@@ -166,22 +169,23 @@ def launch(recipe: Recipe, options: LaunchOptions, resuming: bool = False) -> in
     overrides = launch_overrides(recipe, options, resuming)
     train_arguments = [*options.train_arguments, *overrides, *options.train_flags]
     mixed_precision = resolved_mixed_precision(recipe, options)
+    section = recipe.distributed
+    if on_cpu(recipe, options) and section.strategy != "ddp":  # the processes say so and run DDP
+        section = section.model_copy(update={"strategy": "ddp", "deepspeed": None, "fsdp": None})
     print(
         f"finetune launch: {processes} process{'es' if processes > 1 else ''} on {options.num_machines} "
-        f"machine{'s' if options.num_machines > 1 else ''} ({recipe.distributed.strategy}, "
+        f"machine{'s' if options.num_machines > 1 else ''} ({section.strategy}, "
         f"{'cpu' if options.cpu else mixed_precision})",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="finetune-launch-") as folder:
         deepspeed_file = None
-        if recipe.distributed.strategy == "deepspeed":
+        if section.strategy == "deepspeed":
             from .distributed import deepspeed_config
 
             deepspeed_file = Path(folder) / "deepspeed.json"
-            deepspeed_file.write_text(
-                json.dumps(deepspeed_config(recipe.distributed.deepspeed_options), indent=2)
-            )
-        config = accelerate_config(recipe.distributed, options, processes, mixed_precision, deepspeed_file)
+            deepspeed_file.write_text(json.dumps(deepspeed_config(section.deepspeed_options), indent=2))
+        config = accelerate_config(section, options, processes, mixed_precision, deepspeed_file)
         config_file = Path(folder) / "accelerate.yaml"
         config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         return run_accelerate(config_file, train_arguments)

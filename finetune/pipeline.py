@@ -17,7 +17,7 @@ from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
 from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
 from .data import TaskData, load_task_data, tokenize
-from .distributed import fingerprints_of_all_processes, is_main_process, quiet_unless_main
+from .distributed import fingerprints_of_all_processes, is_main_process, process_count, quiet_unless_main
 from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
@@ -227,6 +227,7 @@ def train(
     if run.frozen.unfreezing is not None:  # DDP does not average layers unfrozen after it wrapped the model
         run.frozen.unfreezing.on_unfreeze.append(lambda blocks, params: trainer.late_parameters.add(params))
     say(batch_line(trainer))
+    say(trainer.speed_line())
 
     if point is None:
         initial = trainer.evaluate() if recipe.evaluation.before_training else {}
@@ -251,7 +252,8 @@ def train(
     elif early.restored:
         say(f"after training (best weights, step {early.best_step}): {format_metrics(final)}")
 
-    fingerprints = fingerprints_of_all_processes(trainer.model)  # every process takes part
+    # several processes: a hash of each one's final weights (every process takes part)
+    fingerprints = fingerprints_of_all_processes(trainer.model) if process_count() > 1 else None
     if recipe.output.save_model and run.adapted is not None:
         if is_main_process():
             save_adapted(run.adapted, run_dir / MODEL_DIR, recipe.peft.save, trainer.processing_class)
@@ -262,6 +264,8 @@ def train(
     )
     results.update(status="completed", resumes=resumes, weights_fingerprints=fingerprints)
     results["skipped_steps"] = guard.skipped_steps  # non-finite losses skipped (guards.nonfinite_loss)
+    if trainer.prefix_cache is not None:
+        results["prefix_cache"] = trainer.prefix_cache.summary()
     if trainer.swa is not None:  # final_metrics are those of the averaged weights
         results["swa"] = trainer.swa.summary()
     results["wall_seconds"] = round(time.time() - started, 2)

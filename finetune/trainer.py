@@ -120,7 +120,7 @@ def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
         report_to=trackers(recipe.output.report_to),
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=False,
-        **strategy_arguments(recipe.distributed),
+        **strategy_arguments(recipe.distributed, cpu=use_cpu),
     )
 
 
@@ -152,6 +152,17 @@ class RecipeTrainer(Trainer):
         self.swa = self._add_recipe_callbacks()
         self._eval_lengths: list[int] | None = None
         self.prefix_cache = self._install_prefix_cache()
+
+    def speed_line(self) -> str:
+        """`speed: fp32, length-grouped batches, prefix cache (caching embeddings + layers 0-2)`."""
+        args, training = self.args, self.recipe.training
+        parts = ["bf16 autocast" if args.bf16 else "fp16 autocast" if args.fp16 else "fp32"]
+        parts.append("length-grouped batches" if training.group_by_length else "random batches")
+        if training.compile:
+            parts.append("torch.compile")
+        if self.prefix_cache is not None:
+            parts.append(f"prefix cache ({self.prefix_cache.describe()})")
+        return "speed: " + ", ".join(parts)
 
     def _install_prefix_cache(self) -> Any:
         """The frozen-prefix cache of `training.prefix_cache` (prefix_cache.py), on the placed model."""

@@ -219,3 +219,9 @@ def test_two_cpu_processes_train_like_one_with_the_same_global_batch(tiny_model_
     # the Trainer's eval loss averages per-batch means, and the padded last batch holds the duplicate:
     # close, not exact (see the README, "Several GPUs")
     assert two["initial_metrics"]["loss"] == pytest.approx(one["initial_metrics"]["loss"], rel=1e-2)
+
+
+def test_on_the_cpu_deepspeed_and_fsdp_give_way_to_ddp(capsys):
+    arguments = strategy_arguments(DistributedSection(strategy="fsdp"), cpu=True)
+    assert "fsdp" not in arguments and "deepspeed" not in arguments
+    assert "distributed.strategy fsdp needs GPUs; on the CPU this run uses ddp" in capsys.readouterr().out

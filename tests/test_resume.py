@@ -255,3 +255,22 @@ def test_early_stopping_state_round_trips():
     again.load_state_dict(json.loads(json.dumps(early.state_dict())))
     assert again.state_dict() == early.state_dict()
     assert not again.is_improvement(0.75) and again.is_improvement(0.8)
+
+
+def test_resume_from_the_command_line_uses_the_runs_recipe(runs, stopped_copy):
+    from finetune.checkpoints import load_train_recipe
+    from finetune.cli import main
+
+    recipe, source, overrides = load_train_recipe("training.logging_steps=2", [], str(stopped_copy))
+    assert source == str(stopped_copy / "recipe.yaml") and overrides == ["training.logging_steps=2"]
+    assert recipe.training.logging_steps == 2 and recipe.optimizer.lr == 1e-3
+    assert main(["train", "--resume", str(stopped_copy), "training.logging_steps=2"]) == 0
+    results = json.loads((stopped_copy / "results.json").read_text())
+    assert results["status"] == "completed" and results["resumes"][0]["step"] == 8
+
+
+def test_train_without_recipe_or_resume_says_what_to_give(capsys):
+    from finetune.cli import main
+
+    assert main(["train"]) == 2
+    assert "give a recipe (a file or a shipped name), or --resume RUN_DIR" in capsys.readouterr().err
