@@ -208,6 +208,18 @@ class PrefixCache:
         layers = f" + layers 0-{depth - 1}" if depth > 1 else (" + layer 0" if depth == 1 else "")
         return f"caching embeddings{layers}"
 
+    def summary(self) -> dict[str, Any]:
+        """What `results.json` records about the cache."""
+        return {
+            "cached": self.describe(),
+            "hits": self.hits,
+            "misses": self.misses,
+            "invalidations": self.invalidations,
+            "examples": len(self.store),
+            "memory_mb": round(self.store.memory_used / 2**20, 1),
+            "disk_mb": round(self.store.disk_used / 2**20, 1),
+        }
+
     # ---- the hooks ----------------------------------------------------------------------------
 
     def _before(self, module: nn.Module, args: tuple, kwargs: dict) -> None:

@@ -66,7 +66,7 @@ TASKS = {
     },
 }
 SIZES = {
-    "full": {"sst2": (4000, None), "mrpc": (2000, None), "epochs": 3, "rounds": 3},
+    "full": {"sst2": (2000, None), "mrpc": (800, None), "epochs": 3, "rounds": 3},
     "quick": {"sst2": (192, 96), "mrpc": (96, 48), "epochs": 2, "rounds": 1},
     "gpu": {"sst2": (20000, None), "mrpc": (3668, None), "epochs": 2, "rounds": 3},
 }
@@ -553,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="sst2,mrpc")
     parser.add_argument("--configs", default=None, help="comma-separated subset of configurations")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--train-rows", type=int, default=None, help="training rows per task (overrides the mode)"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (overrides the mode)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -570,7 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     mode = "gpu" if args.gpu else "quick" if args.quick else "full"
-    sizes = SIZES[mode]
+    sizes = dict(SIZES[mode])
+    for task in TASKS:
+        sizes[task] = (args.train_rows or sizes[task][0], sizes[task][1])
+    sizes["epochs"] = args.epochs or sizes["epochs"]
     rounds = args.rounds or sizes["rounds"]
     tasks = args.tasks.split(",")
     configs = (

@@ -215,6 +215,10 @@ def test_training_with_the_cache_matches_training_without(tiny_recipe, tmp_path)
     cached, cached_losses, result = train_weights(tiny_recipe, tmp_path / "cached", cache=True)
     cache = result.trainer.prefix_cache
     assert cache.depth == 2 and cache.hits > 2 * cache.misses  # epochs 2 and 3 (and evaluations) hit
+    recorded = result.results["prefix_cache"]
+    assert recorded["cached"] == "caching embeddings + layers 0-1" and recorded["hits"] == cache.hits
+    # keyed by content: the 48 training rows repeat 12 texts, and validation holds the same 12
+    assert recorded["examples"] == 12 and recorded["disk_mb"] == 0
     assert_same_weights(plain, cached)
     assert cached_losses == pytest.approx(plain_losses, rel=1e-4) and len(plain_losses) == 18
 
