@@ -226,6 +226,7 @@ def train(
     check_data_files(run_dir, run.data.sources, resumed=point is not None)
     if run.frozen.unfreezing is not None:  # DDP does not average layers unfrozen after it wrapped the model
         run.frozen.unfreezing.on_unfreeze.append(lambda blocks, params: trainer.late_parameters.add(params))
+        run.frozen.unfreezing.verbose = run.frozen.unfreezing.verbose and is_main_process()
     say(batch_line(trainer))
     say(trainer.speed_line())
 
