@@ -98,7 +98,9 @@ def build_trainer(
     if recipe.regularization.augments_text:  # new word deletions/swaps every epoch, train only
         from .augment import AugmentedTexts
 
-        train_set = AugmentedTexts(data.train, tokenizer, max_length, recipe.regularization, recipe.training.seed)
+        train_set = AugmentedTexts(
+            data.train, tokenizer, max_length, recipe.regularization, recipe.training.seed
+        )
     eval_set = encode(data.validation, tokenizer, max_length)
     stopping = recipe.early_stopping
     task = recipe.model.task

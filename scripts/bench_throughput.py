@@ -12,9 +12,10 @@ every round so that drift in machine load spreads over all of them):
   plain        (a) a Trainer script as the docs' text-classification guide writes it: same LR,
                batch size, epochs, warmup, weight decay; dynamic padding (DataCollatorWithPadding);
                the Trainer's default sampler and precision.
-  expert       (c) (a) + `train_sampling_strategy="group_by_length"` + `bf16=True`.
-  expert-fp32  (c) without bf16: on a CPU without bf16 instructions bf16 autocast is slower, so
-               this is the faster expert setting there; (b)/(c) is reported against both.
+  expert       (c) (a) + `train_sampling_strategy="group_by_length"` + `bf16=True` where the hardware
+               computes in bf16 (a GPU with bf16, a CPU with AVX512-BF16 or AMX). Elsewhere a careful
+               user keeps fp32: bf16 autocast on an AVX2-only CPU is many times slower (benchmarks/README.md).
+  expert-bf16  (c) with `bf16=True` whatever the hardware (not run unless named in --configs).
   finetune     (b) `finetune train` with the equivalent recipe and finetune's defaults.
   frozen-half / frozen-half-nocache / frozen-all: (b) with the embeddings and the bottom half
                (or all) of the layers frozen in eval mode, with and without `training.prefix_cache`.
@@ -70,8 +71,8 @@ SIZES = {
     "quick": {"sst2": (192, 96), "mrpc": (96, 48), "epochs": 2, "rounds": 1},
     "gpu": {"sst2": (20000, None), "mrpc": (3668, None), "epochs": 2, "rounds": 3},
 }
-HYPER = {"lr": 2e-5, "batch_size": 32, "eval_batch_size": 64, "warmup_ratio": 0.1, "weight_decay": 0.01}
-MAIN = ["plain", "expert", "expert-fp32", "finetune"]
+HYPER = {"lr": 1e-4, "batch_size": 32, "eval_batch_size": 64, "warmup_ratio": 0.1, "weight_decay": 0.01}
+MAIN = ["plain", "expert", "finetune"]
 FROZEN = ["frozen-half", "frozen-half-nocache", "frozen-all"]
 ABLATIONS = {  # variants of `finetune`: recipe overrides, and patches applied inside the worker
     "finetune+bf16": {"overrides": ["training.precision=bf16"]},
@@ -100,6 +101,16 @@ def training_flops(n_matmul: int, num_layers: int, d_model: int, lengths: list[i
     6N per token for the weight matmuls (forward 2N, backward 4N), plus 12 * L * d_model * T per token
     for attention scores and values, where T is the example's own length (padding does no useful work)."""
     return float(sum(6 * n_matmul * t + 12 * num_layers * d_model * t * t for t in lengths))
+
+
+def native_bf16() -> bool:
+    """Whether the hardware computes in bf16: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def peak_flops(device_name: str) -> float | None:
@@ -291,6 +302,13 @@ def finetune_overrides(config: str, task: dict, model_path: str, epochs: int, fo
     return values + ABLATIONS.get(config, {}).get("overrides", [])
 
 
+def ablations() -> list[str]:
+    """The finetune variants worth running here: the other precision only where auto picks bf16
+    (bf16 autocast on a CPU without bf16 instructions is many times slower; name it in --configs)."""
+    precision = "finetune-fp32" if native_bf16() else None  # auto is bf16 there: compare with fp32
+    return [name for name in ABLATIONS if name not in ("finetune+bf16", "finetune-fp32") or name == precision]
+
+
 def apply_patch(name: str | None) -> None:
     """Worker-local changes for ablations that no recipe key selects."""
     import torch
@@ -338,10 +356,12 @@ def worker(config: str, task_name: str, task: dict, model_path: str, epochs: int
 
     timer = EpochTimer()
     started = time.perf_counter()
-    if config in ("plain", "expert", "expert-fp32"):
+    if config in ("plain", "expert", "expert-bf16"):
+        bf16 = config == "expert-bf16" or (config == "expert" and native_bf16())
         model, lengths, cache = run_trainer_script(
-            task, model_path, epochs, config != "plain", config == "expert", timer, out
+            task, model_path, epochs, config != "plain", bf16, timer, out
         )
+        cache = {"bf16": bf16}
     else:
         model, lengths, cache = run_finetune(config, task, model_path, epochs, timer, out)
     wall = time.perf_counter() - started
@@ -365,7 +385,7 @@ def worker(config: str, task_name: str, task: dict, model_path: str, epochs: int
         "device": device,
         "train_examples": len(lengths),
         "mfu": flops * len(timer.epochs) / train_seconds / peak if peak else None,
-        "prefix_cache": cache,
+        "details": cache,  # bf16 for the Trainer scripts; cache counters for finetune
     }
     if torch.cuda.is_available():
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -461,8 +481,8 @@ def summarize(results: list[dict], configs: list[str], tasks: list[str], rounds:
 def ratio_pairs(configs: list[str]) -> list[tuple[str, str, str, bool]]:
     pairs = [
         ("(b)/(a) finetune / plain", "finetune", "plain", False),
-        ("(b)/(c) finetune / expert (bf16)", "finetune", "expert", False),
-        ("(b)/(c) finetune / expert-fp32", "finetune", "expert-fp32", False),
+        ("(b)/(c) finetune / expert", "finetune", "expert", False),
+        ("(b)/(c) finetune / expert-bf16", "finetune", "expert-bf16", False),
         ("(c)/(a) expert / plain", "expert", "plain", False),
         ("frozen-half + cache, epoch 2+ / plain epoch", "frozen-half", "plain", True),
         ("frozen-half + cache, epoch 2+ / frozen-half no cache", "frozen-half", "frozen-half-nocache", True),
@@ -557,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         "--train-rows", type=int, default=None, help="training rows per task (overrides the mode)"
     )
     parser.add_argument("--epochs", type=int, default=None, help="epochs (overrides the mode)")
+    parser.add_argument("--out", default=None, help="file stem under benchmarks/ (default: by mode)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -581,12 +602,10 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or sizes["rounds"]
     tasks = args.tasks.split(",")
     configs = (
-        args.configs.split(",")
-        if args.configs
-        else MAIN + FROZEN + (list(ABLATIONS) if args.ablations else [])
+        args.configs.split(",") if args.configs else MAIN + FROZEN + (ablations() if args.ablations else [])
     )
     OUT.mkdir(exist_ok=True)
-    suffix = {"full": "", "quick": "-quick", "gpu": "-gpu"}[mode]
+    stem = args.out or "throughput" + {"full": "", "quick": "-quick", "gpu": "-gpu"}[mode]
     work = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     if args.gpu:
         for task in TASKS.values():
@@ -621,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {machine()}. Model: {'BERT-base-sized, random weights' if args.gpu else 'MiniLM-L6 (all-MiniLM-L6-v2)'}.",
         f"Data: {data_line(sizes, tasks)}; "
-        f"{sizes['epochs']} epochs, batch {HYPER['batch_size']}, lr {HYPER['lr']}, seed {SEED}; {rounds} rounds.",
+        f"{sizes['epochs']} epochs, batch {HYPER['batch_size']}, lr {HYPER['lr']}, seed {SEED}; {rounds} round{'s' if rounds > 1 else ''}.",
         f"Command: `python scripts/bench_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}`.",
         "",
     ]
@@ -629,16 +648,16 @@ def main(argv: list[str] | None = None) -> int:
         f"- `{name}`: {value:.2f} s" if isinstance(value, float) else f"- {name}: {value}"
         for name, value in startup.items()
     ]
-    text = "\n".join(header) + table + "\n" + "\n".join(start_lines) + "\n"
-    (OUT / f"throughput{suffix}.md").write_text(text)
-    (OUT / f"throughput{suffix}.json").write_text(
+    text = "\n".join(header) + "\n" + table + "\n" + "\n".join(start_lines) + "\n"
+    (OUT / f"{stem}.md").write_text(text)
+    (OUT / f"{stem}.json").write_text(
         json.dumps(
             {"machine": machine(), "mode": mode, "summary": summary, "startup": startup, "runs": results},
             indent=1,
         )
     )
     print("\n" + text)
-    print(f"written: {OUT / f'throughput{suffix}.md'}")
+    print(f"written: {OUT / f'{stem}.md'}")
     return 0
 
 
