@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import FinetuneError
 from .plots import _pyplot
-from .report import BOOKKEEPING, during_training, flatten, read_run, show, show_value
+from .report import BOOKKEEPING, flatten, read_run, show, show_value
+from .runs import during_training
 
 
 def resolved(recipe: dict[str, Any]) -> dict[str, Any]:

@@ -275,7 +275,7 @@ def train(
     if is_main_process():
         write_results(run_dir, results)
         if recipe.output.plots:
-            plot_run(run_dir, read_metrics(run_dir), watched=run.metric)
+            plot_run(run_dir, read_metrics(run_dir), watched=run.metric, best_step=early.best_step)
         write_run_documents(run_dir)  # report.md, and the model card in model/README.md
         if not recipe.checkpoints.keep_after_training:
             remove_checkpoints(run_dir)

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import FinetuneError
-from .runs import METRICS_FILE, MODEL_DIR, RECIPE_FILE, RESULTS_FILE, read_metrics
+from .runs import METRICS_FILE, MODEL_DIR, RECIPE_FILE, RESULTS_FILE, during_training, read_metrics
 
 REPORT_FILE = "report.md"
 MODEL_CARD = "README.md"
@@ -46,12 +46,6 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     results_path = run_dir / RESULTS_FILE
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
     return {"dir": run_dir, "recipe": recipe, "results": results, "metrics": read_metrics(run_dir)}
-
-
-def during_training(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records up to the Trainer's end-of-training summary (not the re-check of the best weights)."""
-    end = next((i for i, r in enumerate(records) if "train_loss" in r), len(records))  # the summary
-    return records[:end]
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

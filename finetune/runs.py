@@ -145,6 +145,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def during_training(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records up to the Trainer's end-of-training summary (not the re-check of the best weights)."""
+    end = next((i for i, r in enumerate(records) if "train_loss" in r), len(records))  # the summary
+    return records[:end]
+
+
 def write_results(run_dir: Path, results: dict[str, Any]) -> Path:
     path = run_dir / RESULTS_FILE
     write_atomically(path, json.dumps(results, indent=2, sort_keys=False) + "\n")
