@@ -76,6 +76,15 @@ def section_table(model: type[BaseModel], prefix: str) -> list[str]:
     return lines
 
 
+def section_doc(name: str, section: type[BaseModel]) -> str:
+    """The module docstring of the section (one module per section), or, when that module opens
+    with another section (`training.py` also holds `evaluation:`), the section class's own."""
+    module = sys.modules[section.__module__].__doc__ or ""
+    if module.startswith(f"`{name}:`"):
+        return module
+    return section.__dict__.get("__doc__") or module
+
+
 def reference() -> str:
     lines = [
         START,
@@ -92,7 +101,7 @@ def reference() -> str:
         section = _inner_model(field.annotation)
         if section is None:
             continue
-        doc = " ".join((section.__module__ and sys.modules[section.__module__].__doc__ or "").split())
+        doc = " ".join(section_doc(name, section).split())
         lines += ["", f"### `{name}:`", "", doc, "", *section_table(section, f"{name}.")]
     lines += ["", END]
     return "\n".join(lines)

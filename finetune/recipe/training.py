@@ -99,6 +99,8 @@ class TrainingSection(Section):
 
 
 class EvaluationSection(Section):
+    """`evaluation:` when the validation set is evaluated, in what batches, with which extra metrics."""
+
     every: Literal["epoch"] | int = "epoch"
     """Evaluate on the validation set every epoch (`epoch`) or every N optimizer steps (an integer)."""
 
