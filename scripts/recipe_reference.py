@@ -20,6 +20,7 @@ from pydantic_core import PydanticUndefined
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from finetune.recipe.loading import inner_model  # noqa: E402
 from finetune.recipe.schema import Recipe  # noqa: E402
 
 START, END = "<!-- recipe-reference:start -->", "<!-- recipe-reference:end -->"
@@ -43,21 +44,11 @@ def _type(annotation: Any) -> str:
     return text.replace("NoneType", "null").replace("Literal", "one of ")
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def section_table(model: type[BaseModel], prefix: str) -> list[str]:
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
-        inner = _inner_model(field.annotation)
+        inner = inner_model(field.annotation)
         if inner is not None and inner is not model:
             nested.append((f"{prefix}{name}", inner))
             kind = "mapping"
@@ -92,13 +83,13 @@ def reference() -> str:
         "_Generated from the schema by `python scripts/recipe_reference.py`; do not edit by hand._",
         "",
     ]
-    top = [(n, f) for n, f in Recipe.model_fields.items() if _inner_model(f.annotation) is None]
+    top = [(n, f) for n, f in Recipe.model_fields.items() if inner_model(f.annotation) is None]
     for name, field in top:
         lines.append(
             f"- `{name}` ({_type(field.annotation)}, default {_default(field)}): {field.description}"
         )
     for name, field in Recipe.model_fields.items():
-        section = _inner_model(field.annotation)
+        section = inner_model(field.annotation)
         if section is None:
             continue
         doc = " ".join(section_doc(name, section).split())

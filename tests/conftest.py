@@ -43,6 +43,17 @@ def tiny_bert(**overrides):
     return BertForSequenceClassification(tiny_bert_config(**overrides))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread avoids the oversubscription that makes them crawl on a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved tiny random BERT plus MiniLM's tokenizer: loadable by path, trains in seconds."""

@@ -7,7 +7,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import GLUE, needs_glue
 
 from finetune.cli import main
@@ -15,14 +14,7 @@ from finetune.cv import CVRun, CVSummary, cross_validate, fold_indices, spread
 from finetune.errors import FinetuneError
 from finetune.recipe import load_recipe, validate_recipe
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids the oversubscription that makes them crawl on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

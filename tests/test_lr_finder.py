@@ -13,14 +13,7 @@ from finetune.errors import FinetuneError
 from finetune.lr_finder import exponential_lrs, range_test, suggest
 from finetune.recipe import load_recipe
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread avoids the oversubscription that makes them crawl on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n=512, d=20, seed=0):

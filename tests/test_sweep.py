@@ -4,7 +4,6 @@ import csv
 import json
 
 import pytest
-import torch
 import yaml
 
 from finetune.cli import main
@@ -20,14 +19,7 @@ from finetune.sweep import (
     validate_sweep_file,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids the oversubscription that makes them crawl on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -214,7 +214,7 @@ def _field_path(loc: tuple, unknown_key: bool) -> tuple[str, type[BaseModel] | N
         elif model is not None and element in model.model_fields:
             owner = model
             parts.append(str(element))
-            model = _inner_model(model.model_fields[element].annotation)
+            model = inner_model(model.model_fields[element].annotation)
         elif unknown_key and position == len(loc) - 1:
             owner = model
             parts.append(str(element))
@@ -223,12 +223,12 @@ def _field_path(loc: tuple, unknown_key: bool) -> tuple[str, type[BaseModel] | N
     return ".".join(parts), owner
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
+def inner_model(annotation: Any) -> type[BaseModel] | None:
     """The BaseModel inside an annotation like `Model`, `Model | None` or `list[Model]`, if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
+        found = inner_model(arg)
         if found is not None:
             return found
     return None
@@ -274,7 +274,7 @@ def _unknown_key_message(key: str, model: type[BaseModel] | None) -> str:
 def _section_with_key(key: str) -> str | None:
     """The section that has a key of this name, for keys written under the wrong section."""
     for name, field in Recipe.model_fields.items():
-        section = _inner_model(field.annotation)
+        section = inner_model(field.annotation)
         if section is not None and key in section.model_fields:
             return name
     return None

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .base import Section
-from .loading import _inner_model, _unknown_key_message
+from .loading import _unknown_key_message, inner_model
 from .schema import Recipe
 
 # Keys a sweep sets itself (each trial's run folder) or fixes for the whole sweep (its metric).
@@ -247,9 +247,9 @@ def check_recipe_key(key: str) -> None:
             where = f" in `{'.'.join(parts[:position])}`" if position else ""
             raise ValueError(f"not a recipe key{where}: {_unknown_key_message(part, model)}")
         annotation = model.model_fields[part].annotation
-        if _is_mapping(annotation) and _inner_model(annotation) is None:
+        if _is_mapping(annotation) and inner_model(annotation) is None:
             return  # `layer_lr.lrs.<block>`: the recipe checks the block names
-        model = _inner_model(annotation)
+        model = inner_model(annotation)
 
 
 def _is_mapping(annotation: Any) -> bool:
