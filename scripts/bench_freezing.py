@@ -1,12 +1,17 @@
 """Benchmark the shipped layer recipes against full fine-tuning on MiniLM and SST-2.
 
-    python scripts/bench_freezing.py            # 4,000 SST-2 rows, 3 epochs, full dev set (~25 min, 2 cores)
-    python scripts/bench_freezing.py --quick    # 256 rows, 8 steps: checks the script end to end
+    python scripts/bench_freezing.py              # 4,000 SST-2 rows, 3 epochs, full dev set, 3 rounds
+                                                  # (~20 min a round on 2 quiet cores)
+    python scripts/bench_freezing.py --rounds 1   # one round: direction only
+    python scripts/bench_freezing.py --quick      # 256 rows, 8 steps: checks the script end to end
 
 Each recipe trains in its own process (so peak memory is its own) with the same data, epochs,
 batch size and seed; only what the recipe changes differs. Training throughput counts the time
 inside optimizer steps (forward, backward, optimizer), not evaluation or start-up, so the saving
-of a shorter backward pass shows. Writes benchmarks/freezing.md and benchmarks/freezing.json
+of a shorter backward pass shows. Every round runs every recipe, in an order that rotates from
+round to round (so drift in machine load spreads over all of them); the table reports the median
+samples/s with its min-max spread. Accuracy is the same in every round (same seed, same data); a
+round that disagrees is reported. Writes benchmarks/freezing.md and benchmarks/freezing.json
 (--quick writes benchmarks/freezing-quick.*).
 """
 
@@ -16,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -106,12 +112,26 @@ def run_one(name: str, settings: dict, run_dir: Path) -> dict:
     }
 
 
+def combine_rounds(runs: list[dict]) -> dict:
+    """One row from a recipe's runs over the rounds: median samples/s and its spread, the rest from
+    the first run (deterministic: same seed and data), peak memory the largest seen."""
+    speeds = [r["train_samples_per_second"] for r in runs]
+    row = dict(runs[0])
+    row.update(
+        train_samples_per_second=statistics.median(speeds),
+        samples_per_second_rounds=speeds,
+        peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
+        accuracy_rounds=[r["accuracy"] for r in runs],
+    )
+    return row
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table, each recipe against full fine-tuning (`base`)."""
     full = next(r for r in rows if r["recipe"] == "base")
     lines = [
-        "| recipe | trainable parameters | train samples/s | vs full | peak RSS (MB) | val accuracy "
-        "| vs full |",
+        "| recipe | trainable parameters | train samples/s (median [min-max]) | vs full | peak RSS (MB) "
+        "| val accuracy | vs full |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
@@ -122,9 +142,14 @@ def table(rows: list[dict]) -> str:
         speed = row["train_samples_per_second"] / full["train_samples_per_second"]
         delta = (row["accuracy"] - full["accuracy"]) * 100
         name = "base (full fine-tuning)" if row["recipe"] == "base" else row["recipe"]
+        rounds = row.get("samples_per_second_rounds", [row["train_samples_per_second"]])
+        spread = f" [{min(rounds):.1f}-{max(rounds):.1f}]" if len(rounds) > 1 else ""
+        accuracy = f"{row['accuracy']:.4f}"
+        if len(set(row.get("accuracy_rounds", [row["accuracy"]]))) > 1:  # should not happen: same seed
+            accuracy += " (rounds: " + ", ".join(f"{a:.4f}" for a in row["accuracy_rounds"]) + ")"
         lines.append(
-            f"| {name} | {trainable} | {row['train_samples_per_second']:.1f} "
-            f"| {speed:.2f}x | {row['peak_rss_mb']:,.0f} | {row['accuracy']:.4f} | {delta:+.1f} pt |"
+            f"| {name} | {trainable} | {row['train_samples_per_second']:.1f}{spread} "
+            f"| {speed:.2f}x | {row['peak_rss_mb']:,.0f} | {accuracy} | {delta:+.1f} pt |"
         )
     return "\n".join(lines)
 
@@ -142,6 +167,9 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny budget: check the script runs")
     parser.add_argument("--recipes", nargs="*", default=RECIPES, help="recipes to run (base is always run)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds of every recipe (default 3; quick 1)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one recipe, print its JSON
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,27 +183,32 @@ def main() -> int:
 
     root = REPO / "runs" / f"bench-freezing-{time.strftime('%Y%m%d-%H%M%S')}"
     names = ["base", *(n for n in args.recipes if n != "base")]
-    rows = []
-    for index, name in enumerate(names, 1):
-        print(f"[{index}/{len(names)}] {name} ...", flush=True)
-        command = [sys.executable, __file__, "--one", name, "--run-dir", str(root / name)]
-        output = subprocess.run(
-            [*command, *(["--quick"] if args.quick else [])],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-        )
-        found = [line for line in output.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
-        if output.returncode != 0 or not found:
-            print(output.stdout[-3000:], output.stderr[-3000:], sep="\n", file=sys.stderr)
-            return 1
-        row = json.loads(found[-1].removeprefix("BENCH-RESULT "))
-        rows.append(row)
-        print(
-            f"    {row['train_samples_per_second']:.1f} samples/s, accuracy {row['accuracy']:.4f}, "
-            f"peak RSS {row['peak_rss_mb']:,.0f} MB",
-            flush=True,
-        )
+    rounds = args.rounds or (1 if args.quick else 3)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for index, name in enumerate(order, 1):
+            print(f"[round {round_index + 1}/{rounds}, {index}/{len(order)}] {name} ...", flush=True)
+            run_dir = root / f"round-{round_index + 1}" / name
+            command = [sys.executable, __file__, "--one", name, "--run-dir", str(run_dir)]
+            output = subprocess.run(
+                [*command, *(["--quick"] if args.quick else [])],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+            )
+            found = [line for line in output.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+            if output.returncode != 0 or not found:
+                print(output.stdout[-3000:], output.stderr[-3000:], sep="\n", file=sys.stderr)
+                return 1
+            row = json.loads(found[-1].removeprefix("BENCH-RESULT "))
+            runs[name].append(row)
+            print(
+                f"    {row['train_samples_per_second']:.1f} samples/s, accuracy {row['accuracy']:.4f}, "
+                f"peak RSS {row['peak_rss_mb']:,.0f} MB",
+                flush=True,
+            )
+    rows = [combine_rounds(runs[name]) for name in names]
 
     text = table(rows)
     print("\n" + text)
@@ -192,16 +225,28 @@ def main() -> int:
             else "the full SST-2 dev set (872 rows)"
         )
     )
-    command = "python scripts/bench_freezing.py" + (" --quick" if args.quick else "")
+    command = "python scripts/bench_freezing.py " + " ".join(sys.argv[1:])
     (out / f"freezing{suffix}.md").write_text(
         "# Layer recipes vs full fine-tuning (MiniLM-L6, SST-2)\n\n"
-        f"`{command}`: {budget}. Each recipe in its own process; train samples/s counts time inside "
-        "optimizer steps only (no evaluation, no start-up); peak RSS is the process's peak resident memory; "
+        f"`{command.strip()}`: {budget}; {rounds} round{'s' if rounds > 1 else ''}, the order rotating "
+        "from round to round. Each recipe in its own process; train samples/s counts time inside "
+        "optimizer steps only (no evaluation, no start-up), median over the rounds with the min-max "
+        "spread; peak RSS is the process's peak resident memory (largest over the rounds); "
         "accuracy is that of the restored best weights on the dev rows.\n\n"
         f"Machine: {describe_machine()}.\n\n{text}\n"
     )
     (out / f"freezing{suffix}.json").write_text(
-        json.dumps({"settings": settings, "machine": describe_machine(), "rows": rows}, indent=2) + "\n"
+        json.dumps(
+            {
+                "settings": settings,
+                "rounds": rounds,
+                "machine": describe_machine(),
+                "rows": rows,
+                "runs": runs,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     print(f"\nwrote benchmarks/freezing{suffix}.md and .json")
     return 0
