@@ -32,6 +32,7 @@ class Layout:
     embeddings: tuple[str, ...]
     layers: str
     pooler: str | None = None
+    first: tuple[str, ...] = ()  # applied right after the first layer (DeBERTa-v2's conv): layer 0's block
     final: tuple[str, ...] = ()  # after the last layer (a pre-LN final norm): part of the top layer's block
     shared_layers: bool = False  # ALBERT: one set of layer weights applied num_hidden_layers times
     notes: str = ""
@@ -60,6 +61,7 @@ LAYOUTS: dict[str, Layout] = {
         embeddings=("{base}.embeddings", "{base}.encoder.rel_embeddings", "{base}.encoder.LayerNorm"),
         layers="{base}.encoder.layer",
         pooler="pooler",
+        first=("{base}.encoder.conv",),  # xlarge/xxlarge (conv_kernel_size > 0): mixes layer 0's output
     ),
     "deberta": Layout(
         embeddings=("{base}.embeddings", "{base}.encoder.rel_embeddings"),
@@ -91,6 +93,7 @@ class Anatomy:
     pooler: nn.Module | None
     head: list[nn.Module]
     blocks: dict[str, list[str]] = field(default_factory=dict)  # block -> parameter names, in order
+    first: list[nn.Module] = field(default_factory=list)
     final: list[nn.Module] = field(default_factory=list)
     repeats: int = 1  # how many times each layer is applied (ALBERT: num_hidden_layers / groups)
 
@@ -121,7 +124,8 @@ class Anatomy:
         if block == "head":
             return list(self.head)
         index = int(block.split(".")[1])
-        return [self.layers[index], *(self.final if index == self.num_layers - 1 else [])]
+        extra = (self.first if index == 0 else []) + (self.final if index == self.num_layers - 1 else [])
+        return [self.layers[index], *extra]
 
     def describe_layers(self) -> str:
         """`12 encoder layers`, or ALBERT's `1 shared layer applied 12 times`, for messages."""
@@ -172,12 +176,14 @@ def model_anatomy(model: nn.Module) -> Anatomy:
             f"({', '.join(layout.embeddings)}; {layout.layers}); this model class is not supported"
         )
     pooler = _module(model, resolve(layout.pooler)) if layout.pooler else None
-    final_paths = [resolve(p) for p in layout.final if _module(model, resolve(p)) is not None]
+    present = lambda paths: [resolve(p) for p in paths if _module(model, resolve(p)) is not None]  # noqa: E731
+    first_paths, final_paths = present(layout.first), present(layout.final)
     top = len(layers_module) - 1
     prefixes = {
         "embeddings": [resolve(p) for p in layout.embeddings],
         **{f"layer.{i}": [f"{resolve(layout.layers)}.{i}"] for i in range(top + 1)},
     }
+    prefixes["layer.0"] += first_paths
     prefixes[f"layer.{top}"] += final_paths
     if pooler is not None:
         prefixes["pooler"] = [resolve(layout.pooler)]
@@ -193,6 +199,7 @@ def model_anatomy(model: nn.Module) -> Anatomy:
         pooler=pooler,
         head=head,
         blocks=blocks,
+        first=[model.get_submodule(p) for p in first_paths],
         final=[model.get_submodule(p) for p in final_paths],
         repeats=repeats if layout.shared_layers else 1,
     )

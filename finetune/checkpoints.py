@@ -307,6 +307,9 @@ def _write_checkpoint(trainer: Any, partial: Path, main: bool) -> None:
         "callbacks": {name: cb.state_dict() for name, cb in stateful_callbacks(trainer).items()},
         **getattr(trainer, "run_state", {}),
     }
+    for callback in stateful_callbacks(trainer).values():  # state too large for JSON (SWA's mean)
+        if callable(getattr(callback, "save_files", None)):
+            callback.save_files(partial)
     (partial / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")  # last
 
 
@@ -399,6 +402,8 @@ def restore_training_state(trainer: Any, checkpoint: Path) -> None:
                 print(f"warning: {checkpoint.name} holds the state of {name}, which this run does not use")
             continue
         callbacks[name].load_state_dict(callback_state)
+        if callable(getattr(callbacks[name], "load_files", None)):
+            callbacks[name].load_files(checkpoint)
     early = early_stopping_of(trainer)
     best = state.get("best_weights")
     if early is not None and best:

@@ -176,4 +176,5 @@ def optimizer_settings(spec: OptimizerSection, accepted: set[str]) -> dict[str, 
         "momentum": momentum,
         "nesterov": spec.nesterov,
     }
-    return {key: value for key, value in settings.items() if key in accepted}
+    # None: the recipe leaves it to the optimizer class's own default
+    return {key: value for key, value in settings.items() if key in accepted and value is not None}

@@ -7,11 +7,16 @@ evaluation and the saved model are the averaged ones (in place of the best check
 
 Batch-norm statistics would need recomputing for averaged weights (`swa_utils.update_bn`); the
 encoders finetune trains use LayerNorm, which has none, so a model with BatchNorm is refused.
+
+The average is training state: a checkpoint records the snapshot steps (`state_dict`) and the
+running mean itself (`save_files`: `swa_average.safetensors`), and a resumed run continues the
+same average, so it ends with the weights an uninterrupted run ends with.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +24,8 @@ from torch.optim.swa_utils import AveragedModel
 from transformers import TrainerCallback
 
 from .errors import FinetuneError
+
+AVERAGE_FILE = "swa_average.safetensors"
 
 
 class StochasticWeightAveraging(TrainerCallback):
@@ -31,6 +38,7 @@ class StochasticWeightAveraging(TrainerCallback):
         self.average: AveragedModel | None = None
         self.steps: list[int] = []  # the optimizer steps at which snapshots were taken
         self.applied = False
+        self.restored: dict[str, torch.Tensor] | None = None  # a checkpoint's mean, until the model is here
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None and any(
@@ -54,18 +62,59 @@ class StochasticWeightAveraging(TrainerCallback):
         """Add the current weights to the running mean (from `start_step` on, once per step)."""
         if step < self.start_step or (self.steps and self.steps[-1] == step):
             return
-        if self.average is None:
+        if self._averaged(model) is None:
             self.average = AveragedModel(model, device="cpu")
         self.average.update_parameters(model)
         self.steps.append(step)
 
+    def _averaged(self, model: torch.nn.Module | None) -> AveragedModel | None:
+        """The running mean; after a resume, rebuilt from the checkpoint's tensors on first use."""
+        if self.average is None and self.restored is not None and model is not None:
+            self.average = AveragedModel(model, device="cpu")
+            with torch.no_grad():
+                for name, mean in self.average.module.named_parameters():
+                    mean.copy_(self.restored[name])
+            self.average.n_averaged.fill_(len(self.steps))
+            self.restored = None
+        return self.average
+
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        if self.average is None or model is None:
+        if model is None or self._averaged(model) is None:
             return
         with torch.no_grad():
             for target, mean in zip(model.parameters(), self.average.module.parameters()):
                 target.copy_(mean.to(device=target.device, dtype=target.dtype))
         self.applied = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint records (the mean itself goes to a file: `save_files`)."""
+        return {"start_step": self.start_step, "steps": list(self.steps)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.start_step, self.steps = state["start_step"], list(state["steps"])
+
+    def save_files(self, folder: Path) -> None:
+        """Write the running mean into a checkpoint folder (nothing before the first snapshot)."""
+        if self.average is None:
+            return
+        from safetensors.torch import save_file
+
+        tensors = {n: p.detach().contiguous() for n, p in self.average.module.named_parameters()}
+        save_file(tensors, str(folder / AVERAGE_FILE), metadata={"snapshots": str(len(self.steps))})
+
+    def load_files(self, folder: Path) -> None:
+        """Read a checkpoint's running mean back; it becomes the average at the next use."""
+        path = folder / AVERAGE_FILE
+        if not self.steps:
+            return
+        if not path.is_file():
+            raise FinetuneError(
+                f"{folder.name}: it records {len(self.steps)} SWA snapshots but not their mean "
+                f"({AVERAGE_FILE}); resume from a checkpoint written with regularization.swa_start"
+            )
+        from safetensors.torch import load_file
+
+        self.average, self.restored = None, load_file(str(path))
 
     def summary(self) -> dict[str, Any]:
         """What results.json records: how many snapshots, at which steps, and whether they were used."""

@@ -37,6 +37,7 @@ ARCHITECTURES = {
             position_buckets=16,
             norm_rel_ebd="layer_norm",
             pos_att_type=["p2c", "c2p"],
+            conv_kernel_size=3,  # as in deberta-v2-xlarge/xxlarge: a conv after the first layer
         ),
         True,
         ["deberta.encoder.rel_embeddings.weight", "deberta.encoder.LayerNorm.weight"],
@@ -56,7 +57,7 @@ ARCHITECTURES = {
 
 
 def tiny_model(model_type: str, **overrides):
-    settings = dict(TINY, **ARCHITECTURES[model_type][0], **overrides)
+    settings = {**TINY, **ARCHITECTURES[model_type][0], **overrides}
     torch.manual_seed(0)
     return AutoModelForSequenceClassification.from_config(AutoConfig.for_model(model_type, **settings))
 
@@ -94,6 +95,17 @@ def test_modernbert_final_norm_belongs_to_the_top_layer_and_its_prediction_head_
     assert "model.final_norm.weight" in anatomy.blocks["layer.2"]
     assert anatomy.blocks["pooler"] == ["head.dense.weight", "head.norm.weight"]
     assert anatomy.blocks["head"] == ["classifier.weight", "classifier.bias"]
+
+
+def test_deberta_v2_conv_after_the_first_layer_belongs_to_layer_0():
+    model = tiny_model("deberta-v2")
+    anatomy = model_anatomy(model)
+    conv = [n for n, _ in model.named_parameters() if n.startswith("deberta.encoder.conv.")]
+    assert conv and set(conv) <= set(anatomy.blocks["layer.0"])
+    assert model.deberta.encoder.conv in anatomy.block_modules("layer.0")
+    assert model.deberta.encoder.conv not in anatomy.block_modules("layer.1")
+    without = model_anatomy(tiny_model("deberta-v2", conv_kernel_size=0))  # base/large/v3: no conv
+    assert without.first == [] and not any("conv" in n for n in without.blocks["layer.0"])
 
 
 def test_albert_layer_is_shared_across_repetitions():

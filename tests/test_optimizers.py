@@ -78,8 +78,22 @@ def test_dotted_class_with_kwargs():
     group = optimizer.param_groups[0]
     assert type(optimizer) is torch.optim.NAdam
     assert group["momentum_decay"] == 0.01 and group["decoupled_weight_decay"] is True
-    assert group["betas"] == (0.9, 0.999)  # recipe keys reach dotted classes that take them
+    assert group["betas"] == (0.9, 0.999) and group["eps"] == 1e-8  # NAdam's own defaults
     assert takes_a_step(model, optimizer)
+    _, tuned = built(name="torch.optim.NAdam", betas=(0.8, 0.9), eps=1e-6)
+    assert tuned.param_groups[0]["betas"] == (0.8, 0.9) and tuned.param_groups[0]["eps"] == 1e-6
+
+
+def test_unset_keys_keep_the_optimizers_own_defaults():
+    """eps/betas the recipe does not set are not passed: Adagrad keeps its 1e-10, and
+    torch.optim.Adafactor, whose eps is a pair, can be built at all."""
+    _, adagrad = built(name="adagrad")
+    assert adagrad.param_groups[0]["eps"] == 1e-10
+    _, adamw = built()
+    assert adamw.param_groups[0]["eps"] == 1e-8 and adamw.param_groups[0]["betas"] == (0.9, 0.999)
+    model, adafactor = built(name="torch.optim.Adafactor", lr=1e-2)
+    assert type(adafactor) is torch.optim.Adafactor and adafactor.param_groups[0]["eps"] == (None, 1e-3)
+    assert takes_a_step(model, adafactor)
 
 
 def test_kwargs_for_a_builtin():

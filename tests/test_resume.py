@@ -56,8 +56,10 @@ class StepCounter(TrainerCallback):
         self.steps = state["steps"]
 
 
-def resume_recipe(tiny_recipe, run_dir, **changes):
+def resume_recipe(tiny_recipe, run_dir, regularization=None, **changes):
     recipe = json.loads(json.dumps(tiny_recipe))
+    if regularization:
+        recipe["regularization"] = regularization
     recipe["evaluation"] = {"batch_size": 16, "every": 3}
     recipe["early_stopping"] = {"metric": "loss", "patience": 10}
     recipe["checkpoints"] = {
@@ -274,3 +276,31 @@ def test_train_without_recipe_or_resume_says_what_to_give(capsys):
 
     assert main(["train"]) == 2
     assert "give a recipe (a file or a shipped name), or --resume RUN_DIR" in capsys.readouterr().err
+
+
+def test_a_resumed_swa_run_continues_the_same_average(runs, tmp_path):
+    """SWA's running mean is training state: stopped at step 8 (snapshots at 4, 6, 8) and resumed,
+    the run averages the same snapshots and ends with the weights of the uninterrupted run."""
+    swa = {"swa_start": 0.25, "swa_every": 2}
+    whole = train(validate_recipe(resume_recipe(runs["tiny"], tmp_path / "whole", regularization=swa)))
+    stopped_dir = tmp_path / "stopped"
+    with pytest.raises(RunInterrupted):
+        train(
+            validate_recipe(resume_recipe(runs["tiny"], stopped_dir, regularization=swa)),
+            callbacks=[SigtermAt(STOP_AT)],
+        )
+    checkpoint = stopped_dir / "checkpoints" / "checkpoint-8"
+    assert json.loads((checkpoint / STATE_FILE).read_text())["callbacks"]["StochasticWeightAveraging"] == {
+        "start_step": 3,
+        "steps": [4, 6, 8],
+    }
+    assert (checkpoint / "swa_average.safetensors").is_file()
+
+    resumed = train(
+        validate_recipe(resume_recipe(runs["tiny"], stopped_dir, regularization=swa)), resume=stopped_dir
+    )
+    assert resumed.results["swa"]["steps"] == whole.results["swa"]["steps"] == [4, 6, 8, 10, 12]
+    averaged_a = load_file(whole.run_dir / "model" / "model.safetensors")
+    averaged_b = load_file(stopped_dir / "model" / "model.safetensors")
+    for key in averaged_a:
+        torch.testing.assert_close(averaged_b[key], averaged_a[key], rtol=1e-4, atol=1e-6)

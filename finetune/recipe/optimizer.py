@@ -75,11 +75,14 @@ class OptimizerSection(Section):
     weight_decay: float = Field(0.01, ge=0, le=1)
     """Weight decay for weights; biases and normalisation weights never decay."""
 
-    betas: tuple[float, float] = (0.9, 0.999)
-    """Adam's beta1 and beta2, each in [0, 1) (adamw, adam, and dotted classes that take `betas`)."""
+    betas: tuple[float, float] | None = None
+    """Adam's beta1 and beta2, each in [0, 1) (adamw, adam, and dotted classes that take `betas`);
+    null keeps the optimizer's own default ((0.9, 0.999) for adamw and adam)."""
 
-    eps: float = Field(1e-8, gt=0, le=1e-2)
-    """Epsilon added to the denominator (adamw, adam, rmsprop, adagrad, dotted classes with `eps`)."""
+    eps: float | None = Field(None, gt=0, le=1e-2)
+    """Epsilon added to the denominator (adamw, adam, rmsprop, adagrad, dotted classes with `eps`);
+    null keeps the optimizer's own default (1e-8 for adamw, adam and rmsprop, 1e-10 for adagrad;
+    torch.optim.Adafactor's is a pair, which a float would break)."""
 
     no_decay: list[str] = ["bias"]
     """Parameter-name substrings that get no weight decay, besides every normalisation layer
@@ -98,8 +101,8 @@ class OptimizerSection(Section):
 
     @field_validator("betas")
     @classmethod
-    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
-        for beta in betas:
+    def _betas_in_range(cls, betas: tuple[float, float] | None) -> tuple[float, float] | None:
+        for beta in betas or ():
             if not 0 <= beta < 1:
                 raise ValueError(f"each beta must be in [0, 1), got {beta}")
         return betas
