@@ -84,14 +84,15 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def truncate_metrics(run_dir: Path, step: int) -> int:
-    """Drop `metrics.jsonl` records after `step` (a resumed run logs them again); returns how many."""
+    """Drop `metrics.jsonl` records after `step` (a resumed run logs them again), and the stopped
+    attempt's end-of-training summary, which is no end of the run; returns how many were dropped."""
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return 0
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    write_atomically(path, "".join(line + "\n" for line in kept))
-    return len(lines) - len(kept)
+    records = read_metrics(run_dir)
+    kept = [record for record in during_training(records) if record["step"] <= step]
+    write_atomically(path, "".join(json.dumps(record) + "\n" for record in kept))
+    return len(records) - len(kept)
 
 
 def file_sha256(path: Path) -> str:

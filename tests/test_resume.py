@@ -23,6 +23,7 @@ from finetune.errors import FinetuneError
 from finetune.faults import RunInterrupted
 from finetune.pipeline import train
 from finetune.recipe import validate_recipe
+from finetune.runs import during_training, read_metrics
 
 STOP_AT = 7  # SIGTERM arrives during step 7: the run saves checkpoint-8 and stops
 
@@ -174,6 +175,12 @@ def test_resumed_run_ends_like_the_uninterrupted_one(runs, stopped_copy):
 
     logs_a, logs_b = train_logs(whole.run_dir), train_logs(stopped_copy)
     assert [s for s, _, _ in logs_b] == list(range(1, 13))
+    # one end-of-training summary, the resumed run's: the stopped attempt's would cut the curves at 8
+    records = [json.loads(line) for line in (stopped_copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train_loss" in r] == [12]
+    evaluated = [r["step"] for r in during_training(records) if "eval_loss" in r]
+    assert evaluated == [r["step"] for r in during_training(read_metrics(whole.run_dir)) if "eval_loss" in r]
+    assert evaluated[-1] == 12
     for (step_a, loss_a, lr_a), (step_b, loss_b, lr_b) in zip(logs_a, logs_b):
         assert step_a == step_b
         assert loss_b == pytest.approx(loss_a, rel=1e-4), step_a
