@@ -30,6 +30,7 @@ from .distributed import (
 )
 from .errors import FinetuneError
 from .faults import FaultGuard
+from .lr_scheduling import innermost
 from .optim import build_optimizer, param_groups
 from .recipe import Recipe
 from .regularization import forward_inputs, loss_terms, pretrained_anchors
@@ -268,9 +269,20 @@ class RecipeTrainer(Trainer):
         save_checkpoint(self, self.recipe.checkpoints.keep_last)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        if checkpoint is not None:  # callbacks first: e.g. unfrozen blocks before the optimizer state
-            restore_training_state(self, Path(checkpoint))
+        if checkpoint is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        restore_training_state(self, Path(checkpoint))  # callbacks first: e.g. unfrozen blocks
+        # The recipe's group settings (peak LRs, weight decay, betas, ...): loading the optimizer state
+        # would bring back the checkpoint's, and a change resumed with --allow-recipe-change must apply.
+        optimizer = innermost(self.optimizer)
+        settings = [
+            {k: v for k, v in group.items() if k not in ("params", "lr")} for group in optimizer.param_groups
+        ]
         super()._load_optimizer_and_scheduler(checkpoint)
+        for group, recipe_settings in zip(optimizer.param_groups, settings):
+            group.update(recipe_settings)
+        if callable(getattr(self.lr_scheduler, "refresh", None)):  # this step's LR from the recipe's peaks
+            self.lr_scheduler.refresh()
 
     def planned_steps(self) -> int:
         """Optimizer steps this run will take (before any early stop), as the Trainer computes them."""

@@ -204,6 +204,27 @@ def test_resume_with_an_allowed_change_records_it(runs, stopped_copy):
     resumed = train(recipe, resume=stopped_copy, allow_recipe_change=True)
     assert resumed.results["resumes"] == [{"step": 8, "recipe_changes": ["optimizer.lr: 0.001 -> 0.002"]}]
 
+    # the change applies: after the checkpoint, every step runs at twice the uninterrupted run's LR
+    # (the same schedule, peak 2e-3), not at the LR the checkpoint's optimizer state remembers
+    def learning_rates(run_dir):
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["learning_rate"] for r in records if "learning_rate" in r}
+
+    before, after = learning_rates(runs["whole"].run_dir), learning_rates(stopped_copy)
+    assert set(after) >= {9, 10, 11, 12}
+    for step in (10, 12):  # logging every 2 steps after the resume
+        assert after[step] == pytest.approx(2 * before[step], rel=1e-9), step
+    assert after[8] == pytest.approx(before[8], rel=1e-9)  # logged before the stop, at the old peak
+    groups = resumed.trainer.optimizer.param_groups
+    assert {g["initial_lr"] for g in groups} == {2e-3}
+
+
+def test_resume_with_an_allowed_weight_decay_change_applies_it(runs, stopped_copy):
+    recipe = validate_recipe(resume_recipe(runs["tiny"], stopped_copy, optimizer__weight_decay=0.3))
+    resumed = train(recipe, resume=stopped_copy, allow_recipe_change=True)
+    decays = {g["weight_decay"] for g in resumed.trainer.optimizer.param_groups}
+    assert decays == {0.3, 0.0}  # weights decay at the new rate; biases and LayerNorms never
+
 
 def test_resume_auto_continues_the_output_dir(runs, stopped_copy):
     recipe = resume_recipe(runs["tiny"], stopped_copy)
