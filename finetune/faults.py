@@ -180,6 +180,12 @@ class FaultGuard(TrainerCallback):
         if self.stopped_by is not None:
             control.should_training_stop = True
 
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # Stopped by a signal part-way through an epoch: the Trainer still runs its epoch-end hooks,
+        # but an evaluation there would be one an uninterrupted run never makes (and slow the exit).
+        if self.stopped_by == "signal" and not float(state.epoch or 0).is_integer():
+            control.should_evaluate = False
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint records: the steps skipped so far (they count towards the limit)."""
         return {"skipped_steps": list(self.skipped_steps)}

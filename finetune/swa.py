@@ -55,7 +55,8 @@ class StochasticWeightAveraging(TrainerCallback):
             self.snapshot(model, state.global_step)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        if self.every == "epoch":
+        # only at a real epoch end: a run stopped part-way (a signal, early stopping) also runs this hook
+        if self.every == "epoch" and float(state.epoch or 0).is_integer():
             self.snapshot(model, state.global_step)
 
     def snapshot(self, model: torch.nn.Module, step: int) -> None:

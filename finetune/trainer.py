@@ -150,6 +150,7 @@ class RecipeTrainer(Trainer):
         self.sampler_epoch = SamplerEpoch()
         self.add_callback(self.sampler_epoch)
         self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
+        self.deferred_save_step: int | None = None  # see _maybe_log_save_evaluate
         self.swa = self._add_recipe_callbacks()
         self._eval_lengths: list[int] | None = None
         self.prefix_cache = self._install_prefix_cache()
@@ -267,6 +268,19 @@ class RecipeTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial) -> None:
         save_checkpoint(self, self.recipe.checkpoints.keep_last)
+
+    def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
+        """A checkpoint asked for at a step after which the epoch-end hooks run at once (the epoch's
+        last step, or a stop) is written after them, so that it holds that epoch's evaluation (and
+        what follows from it: best weights, patience); a resumed run would never evaluate it again."""
+        step = self.state.global_step
+        if self.deferred_save_step == step:  # the epoch-end call that follows the step's own
+            self.control.should_save, self.deferred_save_step = True, None
+        elif self.control.should_save and (
+            self.control.should_training_stop or float(self.state.epoch or 0).is_integer()
+        ):
+            self.control.should_save, self.deferred_save_step = False, step
+        super()._maybe_log_save_evaluate(*args, **kwargs)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         if checkpoint is None:

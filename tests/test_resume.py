@@ -332,3 +332,47 @@ def test_a_resumed_swa_run_continues_the_same_average(runs, tmp_path):
     averaged_b = load_file(stopped_dir / "model" / "model.safetensors")
     for key in averaged_a:
         torch.testing.assert_close(averaged_b[key], averaged_a[key], rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def epoch_runs(runs):
+    """Evaluation every epoch (6 steps) and a checkpoint every 6 steps: the cadences coincide."""
+    recipe = resume_recipe(runs["tiny"], runs["root"] / "epoch-whole")
+    recipe["evaluation"] = {"batch_size": 16, "every": "epoch"}
+    recipe["checkpoints"]["every_steps"] = 6
+    recipe["freeze"] = {}
+    whole = train(validate_recipe(recipe))
+    return recipe, whole
+
+
+def evaluation_steps(run_dir):
+    return [r["step"] for r in during_training(read_metrics(run_dir)) if "eval_loss" in r]
+
+
+@pytest.mark.parametrize(
+    ("signal_after", "stopped_at"),
+    [(5, 6), (2, 3)],  # the signal is acted on at the next step: the epoch's last one, or mid-epoch
+)
+def test_a_checkpoint_at_an_epoch_end_holds_that_epochs_evaluation(
+    epoch_runs, tmp_path, signal_after, stopped_at
+):
+    recipe, whole = epoch_runs
+    recipe = {**recipe, "output": {"dir": str(tmp_path / "run"), "plots": False}}
+    with pytest.raises(RunInterrupted):
+        train(validate_recipe(recipe), callbacks=[SigtermAt(signal_after)])
+    state = json.loads(
+        (tmp_path / "run" / "checkpoints" / f"checkpoint-{stopped_at}" / STATE_FILE).read_text()
+    )
+    early = state["callbacks"]["EarlyStopping"]
+    if stopped_at == 6:  # written after the epoch's evaluation, which it records
+        assert early["best_step"] == 6 and state["best_weights"] == "best-6"
+    else:  # stopped mid-epoch: no evaluation an uninterrupted run would not make
+        assert early["best_step"] is None
+        assert evaluation_steps(tmp_path / "run") == [0]
+    resumed = train(validate_recipe(recipe), resume=tmp_path / "run")
+    assert evaluation_steps(tmp_path / "run") == evaluation_steps(whole.run_dir) == [0, 6, 12]
+    assert resumed.results["best"] == whole.results["best"]
+    best_a = load_file(whole.run_dir / "model" / "model.safetensors")
+    best_b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    for key in best_a:
+        torch.testing.assert_close(best_b[key], best_a[key], rtol=1e-4, atol=1e-6)
