@@ -49,6 +49,19 @@ def test_extends_a_shipped_recipe_by_name(tmp_path):
     assert recipe.training.epochs == 1
 
 
+def test_extends_a_bare_name_prefers_a_sibling_recipe(tmp_path):
+    write(tmp_path / "base.yaml", {"schedule": {"warmup_ratio": 0.25}})
+    path = write(tmp_path / "mine.yaml", {"extends": "base", "training": {"epochs": 1}})
+    recipe = load_recipe(path)
+    assert recipe.schedule.warmup_ratio == 0.25  # the sibling base.yaml, not recipes/base.yaml
+    # a base.yaml of one's own that extends `base` builds on the shipped one, not on itself
+    write(tmp_path / "base.yaml", {"extends": "base", "training": {"epochs": 2}})
+    assert (
+        load_recipe(path).schedule.warmup_ratio == 0.1
+        and load_recipe(tmp_path / "base.yaml").training.epochs == 2
+    )
+
+
 def test_extends_cycle_is_an_error(tmp_path):
     write(tmp_path / "a.yaml", {"extends": "b.yaml"})
     write(tmp_path / "b.yaml", {"extends": "a.yaml"})
