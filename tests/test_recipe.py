@@ -185,3 +185,19 @@ def test_every_shipped_recipe_validates():
     assert len(paths) == len([p for p in everything if not p.name.endswith(".sweep.yaml")]) >= 6
     for path in paths:
         load_recipe(path)
+
+
+def test_hub_with_file_keys_is_an_error_naming_them():
+    hub = {"name": "glue", "config": "sst2"}
+    with pytest.raises(RecipeError) as error:
+        validate_recipe({"data": {"hub": hub, "validation": "dev.csv", "header": False}})
+    message = str(error.value)
+    assert "data.validation, data.header would be ignored" in message
+    assert "data.hub.validation_split" in message
+    with pytest.raises(RecipeError, match="data.dir would be ignored"):
+        validate_recipe({"data": {"hub": hub, "dir": "builtin:demo"}})
+    with pytest.raises(RecipeError, match="data.train would be ignored"):
+        validate_recipe({"data": {"hub": hub, "train": "train.csv"}})
+    # the defaults, written out as a resolved recipe.yaml does, are fine
+    recipe = validate_recipe({"data": {"hub": hub, "format": "auto", "header": True, "validation": None}})
+    assert validate_recipe(recipe.to_yaml_dict()).data.hub.config == "sst2"
