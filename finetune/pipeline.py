@@ -134,12 +134,18 @@ def build_trainer(
 
 
 def check_evaluation_cadence(recipe: Recipe, planned_steps: int) -> None:
-    """Fail before training when step-based evaluation would never run (no best weights, no stopping)."""
+    """Fail before training when step-based evaluation would not run during training.
+
+    The Trainer still evaluates once after the last step, but a single evaluation at the end leaves
+    early stopping nothing to compare: it could never stop the run or keep earlier, better weights.
+    """
     every = recipe.evaluation.every
     if every != "epoch" and every > planned_steps:
         raise FinetuneError(
             f"evaluation.every: {every} steps, but this run has only {planned_steps} optimizer steps, so it "
-            f"would never evaluate; set evaluation.every to at most {planned_steps} (or `epoch`)"
+            f"would evaluate only once, after the last step, and early stopping could neither stop the run "
+            f"nor keep earlier weights; set evaluation.every to at most {max(1, planned_steps // 2)} "
+            f"(or `epoch`)"
         )
 
 

@@ -123,7 +123,13 @@ def test_layer_out_of_range_fails_before_training_and_leaves_no_run_folder(tiny_
     assert not (tmp_path / "run").exists()
 
 
-def test_step_evaluation_that_would_never_run_is_an_error(tiny_recipe):
+def test_step_evaluation_only_at_the_end_is_an_error(tiny_recipe, tmp_path):
     tiny_recipe["evaluation"]["every"] = 500  # the run has 12 steps
-    with pytest.raises(FinetuneError, match="evaluation.every: 500 steps, but this run has only 12"):
+    with pytest.raises(FinetuneError) as error:
         train(validate_recipe(tiny_recipe))
+    message = str(error.value)
+    assert "evaluation.every: 500 steps, but this run has only 12" in message
+    # transformers evaluates after the last step anyway: the message must not say "never"
+    assert "evaluate only once, after the last step" in message and "never evaluate" not in message
+    assert "at most 6" in message
+    assert not (tmp_path / "run").exists()
