@@ -16,12 +16,12 @@ from typing import Any, NoReturn
 from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
 from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
-from .data import TaskData, load_task_data, tokenize
+from .data import LABEL, TaskData, load_task_data, tokenize
 from .distributed import fingerprints_of_all_processes, is_main_process, process_count, quiet_unless_main
 from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
-from .metrics import check_watched_metric, metrics_function
+from .metrics import check_reported_metric, check_watched_metric, metrics_function
 from .modeling import load_model, load_tokenizer
 from .plots import plot_run
 from .recipe import Recipe
@@ -199,6 +199,9 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         recipe, model, tokenizer, data, run_dir, [*layer_callbacks, *(callbacks or [])]
     )
     check_evaluation_cadence(recipe, trainer.planned_steps())
+    if recipe.evaluation.extra_metrics:  # what they report is known only once they run
+        sample = data.validation.select(range(min(len(data.validation), 64)))
+        check_reported_metric(metric, task, data.num_labels, trainer.compute_metrics, list(sample[LABEL]))
     return Prepared(
         data=data, model=model, frozen=frozen, trainer=trainer, early=early, metric=metric, adapted=adapted
     )
