@@ -22,7 +22,7 @@ from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
 from .metrics import check_reported_metric, check_watched_metric, metrics_function
-from .modeling import load_model, load_tokenizer
+from .modeling import check_max_length, load_model, load_tokenizer
 from .plots import plot_run
 from .recipe import Recipe
 from .report import write_run_documents
@@ -178,6 +178,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
 
     tokenizer = load_tokenizer(recipe.model)
     model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
+    check_max_length(recipe.data.max_length, model.config, tokenizer, recipe.model.name)
     frozen = freeze_model(model, recipe)
     adapted = add_adapters(model, recipe.peft, task, frozen.frozen_blocks)
     if adapted is not None:  # peft froze the pretrained weights: count again

@@ -172,3 +172,10 @@ def test_step_evaluation_only_at_the_end_is_an_error(tiny_recipe, tmp_path):
     assert "evaluate only once, after the last step" in message and "never evaluate" not in message
     assert "at most 6" in message
     assert not (tmp_path / "run").exists()
+
+
+def test_max_length_past_the_models_positions_fails_before_training(tiny_recipe, tmp_path):
+    tiny_recipe["data"]["max_length"] = 1024  # the tiny model has 128 positions
+    with pytest.raises(FinetuneError, match=r"data.max_length: 1024 tokens, but .* takes at most 128"):
+        train(validate_recipe(tiny_recipe))
+    assert not (tmp_path / "run").exists()
