@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ class EarlyStopping(TrainerCallback):
         self.training_over = False
 
     def is_improvement(self, value: float) -> bool:
+        if not math.isfinite(value):  # a NaN would stay "best": nothing compares better than it
+            return False
         if self.best is None:
             return True
         margin = self.min_delta * abs(self.best) if self.relative else self.min_delta

@@ -182,11 +182,56 @@ def canonical_columns(dataset: Dataset, spec: DataSection, source: str, labelled
     if len(set(wanted.values())) < len(wanted):
         raise DataError(f"data: text, text_pair and label must be different columns (got {wanted})")
     dataset = dataset.select_columns(list(wanted.values()))
+    for key in ("text", "text_pair"):
+        if key in wanted:
+            _check_no_missing_text(dataset, wanted[key], key, source)
     dataset = dataset.rename_columns({old: new for new, old in wanted.items() if old != new})
     for text_column in ("text", "text_pair"):
         if text_column in dataset.column_names and dataset.features[text_column] != Value("string"):
             dataset = dataset.cast_column(text_column, Value("string"))
+    if labelled:
+        dataset = class_names_for_ids(dataset, LABEL, spec.label, source)
     return dataset
+
+
+def _check_no_missing_text(dataset: Dataset, column: str, key: str, source: str) -> None:
+    """A null text cell (JSON `null`, a missing Parquet value) would crash the tokenizer: name its row."""
+    missing = [i for i, value in enumerate(dataset[column]) if value is None]
+    if missing:
+        raise DataError(
+            f"data.{key}: column '{column}' is empty (null) in {_row_hint(missing[0], source)} "
+            f"({len(missing)} such row{'s' if len(missing) > 1 else ''}); fill in or remove them"
+        )
+
+
+def class_names_for_ids(dataset: Dataset, column: str, key: str | int, source: str) -> Dataset:
+    """A `ClassLabel` column (hub datasets store ids plus names), or a list of them (tags), as names.
+
+    Labels are then names whatever the source, so train and validation, files and hub, are encoded
+    alike. `-1` is the `datasets` convention for "no label" (e.g. GLUE's test splits): an error.
+    """
+    from datasets import ClassLabel, List, Value
+
+    feature = dataset.features[column]
+    listed = not isinstance(feature, ClassLabel)
+    inner = getattr(feature, "feature", None) if listed else feature
+    if not isinstance(inner, ClassLabel):
+        return dataset
+    for row, value in enumerate(dataset[column]):
+        if any(i is not None and i < 0 for i in (value if listed else [value])):
+            raise DataError(
+                f"data.label: column '{key}' has no label (-1) in {_row_hint(row, source)}; it is an "
+                f"unlabelled split (like GLUE's test sets). Train and validate on labelled splits "
+                f"(data.hub.train_split, data.hub.validation_split)."
+            )
+    features = dataset.features.copy()
+    features[column] = List(Value("string")) if listed else Value("string")
+
+    def names(batch: dict[str, list]) -> dict[str, list]:
+        ids = batch[column]
+        return {column: [inner.int2str(row) for row in ids] if listed else inner.int2str(ids)}
+
+    return dataset.map(names, batched=True, features=features)
 
 
 def _check_not_empty(dataset: Dataset, split: str, source: str) -> None:
@@ -298,15 +343,32 @@ def encode_multi_hot(dataset: Dataset, names: list[str], split: str, source: str
     return encoded.cast_column(LABEL, List(Value("float32")))
 
 
-def split_validation(train: Dataset, spec: DataSection, seed: int, stratify: bool) -> tuple[Dataset, Dataset]:
+def split_validation(
+    train: Dataset, spec: DataSection, seed: int, stratify: bool, source: str = "the training data"
+) -> tuple[Dataset, Dataset]:
     """Hold out a seeded (and, for classification, label-stratified) share of train."""
-    stratify_by = LABEL if stratify else None
+    fraction = spec.validation_fraction
     try:
-        parts = train.train_test_split(
-            test_size=spec.validation_fraction, seed=seed, stratify_by_column=stratify_by
-        )
-    except ValueError:  # a class too small to stratify: fall back to a plain seeded split
-        parts = train.train_test_split(test_size=spec.validation_fraction, seed=seed)
+        if stratify:
+            try:
+                parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column=LABEL)
+            except ValueError as error:  # a class with too few rows to be in both parts
+                from .distributed import is_main_process
+
+                if is_main_process():
+                    print(
+                        f"note: data.validation_fraction: the held-out validation set is not stratified "
+                        f"by label ({error})",
+                        flush=True,
+                    )
+                parts = train.train_test_split(test_size=fraction, seed=seed)
+        else:
+            parts = train.train_test_split(test_size=fraction, seed=seed)
+    except ValueError as error:  # e.g. too few rows for both parts to be non-empty
+        raise DataError(
+            f"data.validation_fraction: cannot hold out {fraction:.0%} of the {len(train)} rows of {source} "
+            f"for validation ({error}). Give a validation file (data.validation), or add training rows."
+        ) from None
     return parts["train"], parts["test"]
 
 
@@ -353,7 +415,9 @@ def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
             validation = float_targets(validation, "validation", sources["validation"])
 
     if validation is None:
-        train, validation = split_validation(train, spec, seed, stratify=task == "classification")
+        train, validation = split_validation(
+            train, spec, seed, stratify=task == "classification", source=sources["train"]
+        )
         sources["validation"] = f"{spec.validation_fraction:.0%} of {sources['train']} (seed {seed})"
     if spec.max_train_samples is not None and spec.max_train_samples < len(train):
         train = train.shuffle(seed=seed).select(range(spec.max_train_samples))

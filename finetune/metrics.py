@@ -6,6 +6,7 @@ metrics (which download their code from the hub) can be added by name for online
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from .errors import FinetuneError
 from .recipe.early_stopping import TASK_METRICS
+from .recipe.training import split_metric_name
 
 IGNORED_LABEL = -100  # sub-words after a word's first, and padding, in token classification
 
@@ -156,6 +158,50 @@ def check_watched_metric(metric: str, task: str, num_labels: int, extra: list[st
     )
 
 
+def perfect_predictions(task: str, labels: list[Any], num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, labels) of a model that predicts `labels` exactly, shaped like the Trainer's outputs.
+
+    Token classification labels are word-level tag lists: padded with the ignored label.
+    """
+    if task == "token_classification":
+        ids = np.full((len(labels), max(len(row) for row in labels)), IGNORED_LABEL)
+        for i, row in enumerate(labels):
+            ids[i, : len(row)] = row
+        return np.eye(num_labels)[np.where(ids == IGNORED_LABEL, 0, ids)], ids
+    gold = np.asarray(labels)
+    if task == "classification":
+        return np.eye(num_labels)[gold], gold
+    if task == "multi_label":
+        return np.where(gold > 0.5, 4.0, -4.0), gold
+    return gold.reshape(-1, 1).astype(np.float64), gold
+
+
+def check_reported_metric(
+    metric: str, task: str, num_labels: int, compute: Callable, labels: list[Any]
+) -> None:
+    """With `evaluation.extra_metrics`, run the metrics once on `labels` (validation labels, predicted
+    perfectly) before training: the watched metric may be one of theirs, and only computing them says
+    which names they report. A misspelt `early_stopping.metric` would otherwise fail at the first
+    evaluation during training; a metric that cannot compute at all fails here too."""
+    from transformers import EvalPrediction
+
+    logits, gold = perfect_predictions(task, labels, num_labels)
+    try:
+        reported = set(compute(EvalPrediction(predictions=logits, label_ids=gold))) | {"loss"}
+    except Exception as error:
+        raise FinetuneError(
+            f"evaluation.extra_metrics: computing the metrics on validation labels failed "
+            f"({type(error).__name__}: {error}); remove the metric that does not fit this {task} task"
+        ) from None
+    if metric not in reported:
+        near = difflib.get_close_matches(metric, sorted(reported), n=1)
+        raise FinetuneError(
+            f"early_stopping.metric: the evaluation does not report '{metric}'"
+            + (f" (did you mean '{near[0]}'?)" if near else "")
+            + f"; it reports {', '.join(sorted(reported))}"
+        )
+
+
 def load_extra_metrics(names: list[str]) -> list[Any]:
     """`evaluate` metrics by name; offline, a clear error instead of a connection traceback."""
     if not names:
@@ -164,8 +210,9 @@ def load_extra_metrics(names: list[str]) -> list[Any]:
 
     loaded = []
     for name in names:
+        path, config = split_metric_name(name)
         try:
-            loaded.append(evaluate.load(name))
+            loaded.append(evaluate.load(path, config))
         except Exception as error:
             raise FinetuneError(
                 f"evaluation.extra_metrics: could not load '{name}' with `evaluate` ({type(error).__name__}: "

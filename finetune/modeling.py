@@ -60,6 +60,31 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+# Optional packages that tokenizers load with (pip name: module), in the order to blame them. Without
+# sentencepiece, transformers reads a sentencepiece `.model` file (DeBERTa-v3, XLM-R, ALBERT, T5) as a
+# tiktoken file instead, and its error then asks for tiktoken.
+OPTIONAL_PACKAGES = {"sentencepiece": "sentencepiece", "protobuf": "google.protobuf", "tiktoken": "tiktoken"}
+
+
+def missing_package(error: Exception) -> str | None:
+    """The package a load failed for lack of (what to `pip install`), or None if it failed otherwise."""
+    import importlib.util
+
+    if isinstance(error, ModuleNotFoundError) and error.name:  # a plain `import x` failed
+        top = error.name.split(".")[0]
+        return "protobuf" if top == "google" else top
+    text = str(error).lower()
+    if not any(name in text for name in OPTIONAL_PACKAGES):
+        return None
+    for package, module in OPTIONAL_PACKAGES.items():
+        try:
+            if importlib.util.find_spec(module) is None:
+                return package
+        except ModuleNotFoundError:  # the parent of a dotted module (google) is missing too
+            return package
+    return None
+
+
 def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
     try:
         return loader.from_pretrained(source, **kwargs)
@@ -68,7 +93,15 @@ def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
             f"model.name: could not load the {what} of '{source}': {error}. A hub id needs internet access "
             f"(or a copy in the Hugging Face cache); offline, use a local folder or `minilm-l6`."
         ) from None
-    except ValueError as error:
+    except (ImportError, ValueError) as error:
+        package = missing_package(error)
+        if package is not None:
+            raise FinetuneError(
+                f"model.name: the {what} of '{source}' needs the Python package `{package}`, which is not "
+                f"installed; install it with `pip install {package}`"
+            ) from None
+        if isinstance(error, ImportError):
+            raise
         raise FinetuneError(f"model.name: '{source}' cannot be loaded as a {what}: {error}") from None
 
 
@@ -82,6 +115,71 @@ def load_tokenizer(spec: ModelSection) -> PreTrainedTokenizerBase:
         # byte-level BPE (RoBERTa, DeBERTa-v3 ...) needs this to tokenize pre-split words
         tokenizer = _from_pretrained(AutoTokenizer, source, "tokenizer", add_prefix_space=True, **options)
     return tokenizer
+
+
+# Models whose position ids start after the padding index (RoBERTa's `padding_idx + 1` offset), so
+# they take `max_position_embeddings - pad_token_id - 1` tokens: 514 positions hold 512 tokens.
+PADDING_OFFSET_MODELS = (
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "roberta-prelayernorm",
+    "data2vec-text",
+    "longformer",
+    "mpnet",
+    "ibert",
+    "luke",
+    "markuplm",
+    "lilt",
+    "xmod",
+)
+SANE_MODEL_MAX_LENGTH = 1_000_000  # tokenizers without a limit report int(1e30)
+
+
+def position_limit(config: Any) -> int | None:
+    """Tokens the model's absolute position embeddings can take; None for relative-only models.
+
+    DeBERTa with `position_biased_input: false` (deberta-base, DeBERTa-v3) has no absolute positions,
+    and its relative ones are clipped, so any length runs. ModernBERT's rotary positions have no table,
+    but `max_position_embeddings` is the length it was trained for: kept as the limit.
+    """
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if config.model_type in ("deberta", "deberta-v2") and not getattr(config, "position_biased_input", True):
+        return None
+    if config.model_type in PADDING_OFFSET_MODELS:
+        padding = getattr(config, "pad_token_id", None)
+        limit -= (1 if padding is None else padding) + 1
+    return limit
+
+
+def check_max_length(max_length: int, config: Any, tokenizer: Any, name: str) -> None:
+    """Fail before training when `data.max_length` is longer than the model takes (the first forward
+    pass of a long batch would fail with an index error otherwise)."""
+    limits = []
+    positions = position_limit(config)
+    if positions is not None:
+        offset = config.max_position_embeddings - positions
+        limits.append(
+            (
+                positions,
+                f"{config.max_position_embeddings} position embeddings"
+                + (f", of which the first {offset} are reserved" if offset else ""),
+            )
+        )
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < SANE_MODEL_MAX_LENGTH:
+        limits.append((tokenizer_limit, f"its tokenizer's model_max_length is {tokenizer_limit}"))
+    if not limits:
+        return
+    limit, why = min(limits)
+    if max_length > limit:
+        raise FinetuneError(
+            f"data.max_length: {max_length} tokens, but {name} ({config.model_type}) takes at most {limit} "
+            f"({why}); set data.max_length to {limit} or less"
+        )
 
 
 def load_config(spec: ModelSection, num_labels: int, label_names: list[str] | None) -> Any:

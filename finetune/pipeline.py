@@ -16,13 +16,13 @@ from typing import Any, NoReturn
 from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
 from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
-from .data import TaskData, load_task_data, tokenize
+from .data import LABEL, TaskData, load_task_data, tokenize
 from .distributed import fingerprints_of_all_processes, is_main_process, process_count, quiet_unless_main
 from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
-from .metrics import check_watched_metric, metrics_function
-from .modeling import load_model, load_tokenizer
+from .metrics import check_reported_metric, check_watched_metric, metrics_function
+from .modeling import check_max_length, load_model, load_tokenizer
 from .plots import plot_run
 from .recipe import Recipe
 from .report import write_run_documents
@@ -134,12 +134,18 @@ def build_trainer(
 
 
 def check_evaluation_cadence(recipe: Recipe, planned_steps: int) -> None:
-    """Fail before training when step-based evaluation would never run (no best weights, no stopping)."""
+    """Fail before training when step-based evaluation would not run during training.
+
+    The Trainer still evaluates once after the last step, but a single evaluation at the end leaves
+    early stopping nothing to compare: it could never stop the run or keep earlier, better weights.
+    """
     every = recipe.evaluation.every
     if every != "epoch" and every > planned_steps:
         raise FinetuneError(
             f"evaluation.every: {every} steps, but this run has only {planned_steps} optimizer steps, so it "
-            f"would never evaluate; set evaluation.every to at most {planned_steps} (or `epoch`)"
+            f"would evaluate only once, after the last step, and early stopping could neither stop the run "
+            f"nor keep earlier weights; set evaluation.every to at most {max(1, planned_steps // 2)} "
+            f"(or `epoch`)"
         )
 
 
@@ -172,6 +178,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
 
     tokenizer = load_tokenizer(recipe.model)
     model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
+    check_max_length(recipe.data.max_length, model.config, tokenizer, recipe.model.name)
     frozen = freeze_model(model, recipe)
     adapted = add_adapters(model, recipe.peft, task, frozen.frozen_blocks)
     if adapted is not None:  # peft froze the pretrained weights: count again
@@ -193,6 +200,9 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         recipe, model, tokenizer, data, run_dir, [*layer_callbacks, *(callbacks or [])]
     )
     check_evaluation_cadence(recipe, trainer.planned_steps())
+    if recipe.evaluation.extra_metrics:  # what they report is known only once they run
+        sample = data.validation.select(range(min(len(data.validation), 64)))
+        check_reported_metric(metric, task, data.num_labels, trainer.compute_metrics, list(sample[LABEL]))
     return Prepared(
         data=data, model=model, frozen=frozen, trainer=trainer, early=early, metric=metric, adapted=adapted
     )

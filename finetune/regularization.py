@@ -35,16 +35,25 @@ DROPOUT_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
         "cls_dropout",
     ),
 }
+# Settings a model reads with a fallback when its config lacks them, so `hasattr` cannot find them:
+# DeBERTa's sequence heads use `cls_dropout` and, without it, hidden_dropout_prob (their
+# `pooler_dropout` is the context pooler's, before the classifier's own dropout).
+UNLISTED_DROPOUT_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "deberta": {"classifier_dropout": ("cls_dropout",)},
+    "deberta-v2": {"classifier_dropout": ("cls_dropout",)},
+}
 
 
 def dropout_overrides(config: Any, spec: RegularizationSection) -> dict[str, float]:
     """Config attributes to set for the recipe's dropout overrides (Srivastava et al., 2014)."""
     overrides: dict[str, float] = {}
+    unlisted = UNLISTED_DROPOUT_KEYS.get(getattr(config, "model_type", ""), {})
     for key, names in DROPOUT_CONFIG_KEYS.items():
         value = getattr(spec, key)
         if value is None:
             continue
         present = [name for name in names if hasattr(config, name)]
+        present += [name for name in unlisted.get(key, ()) if name not in present]
         if not present:
             raise FinetuneError(
                 f"regularization.{key}: the '{config.model_type}' config has no dropout setting of "

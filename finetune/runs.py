@@ -49,18 +49,30 @@ def default_run_dir(recipe: Recipe, now: datetime | None = None) -> Path:
 
 
 def create_run_dir(recipe: Recipe) -> Path:
-    """Create the run folder; an existing `output.dir` is an error, never overwritten."""
+    """Create the run folder; an existing `output.dir` is an error, never overwritten.
+
+    The folder is claimed by `mkdir` itself (it fails if the folder exists), not by a check before it:
+    two runs started in the same second would otherwise both pick, and share, the same default name.
+    """
     if recipe.output.dir is not None:
         path = Path(recipe.output.dir)
-        if path.exists():
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
             raise FinetuneError(
                 f"output.dir: {path} already exists; finetune never overwrites a run. Choose a new folder "
                 f"(e.g. output.dir={path}-2) or leave output.dir unset for a timestamped one."
-            )
-    else:
-        path = default_run_dir(recipe)
-    path.mkdir(parents=True)
-    return path
+            ) from None
+        return path
+    base = default_run_dir(recipe)
+    path, n = base, 2
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:  # taken since default_run_dir looked: try the next suffix
+            path = base.with_name(f"{base.name}-{n}")
+            n += 1
 
 
 def write_recipe(run_dir: Path, recipe: Recipe, source: str | None = None) -> Path:

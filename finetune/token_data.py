@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .data import (
     LABEL,
     TaskData,
+    class_names_for_ids,
     column_name,
     file_format,
     load_hub,
@@ -99,33 +100,17 @@ def word_columns(dataset: Dataset, spec: DataSection, source: str, labelled: boo
     """
     words = column_name(dataset, spec.text, "text", source)
     wanted = {words: TOKENS}
-    names = None
     if labelled:
         tags = column_name(dataset, spec.label, "label", source)
         if words == tags:
             raise DataError(f"data: text and label must be different columns (both are '{words}')")
         wanted[tags] = LABEL
-        names = _tag_names(dataset, tags)
     dataset = dataset.select_columns(list(wanted)).rename_columns({o: n for o, n in wanted.items() if o != n})
-    if names is not None:  # tags stored as ids with names (a hub ClassLabel): back to names
-        from datasets import List, Value
-
-        features = dataset.features.copy()
-        features[LABEL] = List(Value("string"))
-        dataset = dataset.map(
-            lambda batch: {LABEL: [[names[t] for t in row] for row in batch[LABEL]]},
-            batched=True,
-            features=features,
-        )
+    if labelled:  # tags stored as ids with names (a hub ClassLabel): back to names
+        dataset = class_names_for_ids(dataset, LABEL, tags, source)
     if getattr(dataset.features[TOKENS], "dtype", None) == "string":  # a Value, not a List
         dataset = dataset.map(lambda batch: {TOKENS: [text.split() for text in batch[TOKENS]]}, batched=True)
     return dataset
-
-
-def _tag_names(dataset: Dataset, column: str) -> list[str] | None:
-    feature = dataset.features[column]
-    inner = getattr(feature, "feature", None)
-    return list(inner.names) if hasattr(inner, "names") else None
 
 
 def check_sentences(dataset: Dataset, split: str, source: str) -> None:
@@ -205,7 +190,7 @@ def load_token_data(spec: DataSection, seed: int) -> TaskData:
     splits = {role: encode_tags(dataset, names, role, sources[role]) for role, dataset in raw.items()}
     train, validation = splits["train"], splits.get("validation")
     if validation is None:
-        train, validation = split_validation(train, spec, seed, stratify=False)
+        train, validation = split_validation(train, spec, seed, stratify=False, source=sources["train"])
         sources["validation"] = f"{spec.validation_fraction:.0%} of {sources['train']} (seed {seed})"
     if spec.max_train_samples is not None and spec.max_train_samples < len(train):
         train = train.shuffle(seed=seed).select(range(spec.max_train_samples))

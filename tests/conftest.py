@@ -54,6 +54,31 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+class FakeMetric:
+    """An `evaluate` metric without the hub: `score(predictions, references)` under `key`."""
+
+    def __init__(self, key="exact_match", score=None):
+        import numpy as np
+
+        self.key = key
+        self.score = score or (lambda p, r: float(np.mean(np.asarray(p) == np.asarray(r))))
+
+    def compute(self, predictions, references):
+        return {self.key: self.score(predictions, references)}
+
+
+@pytest.fixture
+def fake_evaluate(monkeypatch):
+    """`evaluate.load` without the hub: records its arguments in `.calls`, returns `.metric`."""
+    from types import SimpleNamespace
+
+    import evaluate
+
+    fake = SimpleNamespace(calls=[], metric=FakeMetric())
+    monkeypatch.setattr(evaluate, "load", lambda *args: fake.calls.append(args) or fake.metric)
+    return fake
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved tiny random BERT plus MiniLM's tokenizer: loadable by path, trains in seconds."""

@@ -77,3 +77,21 @@ def test_the_evaluation_before_training_is_not_a_candidate(tmp_path):
     stopper = EarlyStopping("accuracy", True, patience=1)
     evaluate(stopper, tiny_bert(), 0, 0.99, args, state, control)
     assert stopper.best is None
+
+
+def test_a_non_finite_value_is_never_an_improvement(tmp_path):
+    args, state, control = setup(tmp_path)
+    model = tiny_bert()
+    stopper = EarlyStopping("accuracy", True, patience=3)
+    evaluate(stopper, model, 1, float("nan"), args, state, control)  # the first evaluation
+    assert stopper.best is None and stopper.evaluations_without_improvement == 1
+    evaluate(stopper, model, 2, 0.6, args, state, control)
+    assert stopper.best == 0.6 and stopper.best_step == 2
+    for step, value in [(3, float("nan")), (4, float("inf"))]:
+        evaluate(stopper, model, step, value, args, state, control)
+    assert stopper.best == 0.6 and stopper.evaluations_without_improvement == 2
+
+    lower = EarlyStopping("loss", greater_is_better=False, patience=3)
+    evaluate(lower, model, 1, 0.5, args, state, control, key="eval_loss")
+    evaluate(lower, model, 2, float("-inf"), args, state, control, key="eval_loss")
+    assert lower.best == 0.5

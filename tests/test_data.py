@@ -118,15 +118,91 @@ def test_regression_target_must_be_numeric(tmp_path):
         load(task="regression", train=str(path), validation=str(path))
 
 
-def test_held_out_validation_is_seeded_and_stratified(sentiment_csv):
-    train, _ = sentiment_csv  # 48 rows, 24 per class
-    first = load(train=str(train), validation_fraction=0.25, seed=3)
+def test_held_out_validation_is_seeded_and_stratified(tmp_path):
+    # 40 "pos" and 8 "neg": a plain random 25% split holds exactly 2 "neg" only about a third of the time
+    rows = [{"text": f"good {i}", "label": "pos"} for i in range(40)]
+    rows += [{"text": f"bad {i}", "label": "neg"} for i in range(8)]
+    train = write_rows(tmp_path / "unbalanced.csv", rows)
+    splits = {seed: load(train=str(train), validation_fraction=0.25, seed=seed) for seed in range(5)}
+    for seed, data in splits.items():
+        assert len(data.validation) == 12, seed
+        assert sorted(data.validation["labels"]) == [0] * 2 + [1] * 10, seed  # neg = 0: 1 in 6, as in train
     again = load(train=str(train), validation_fraction=0.25, seed=3)
-    other = load(train=str(train), validation_fraction=0.25, seed=4)
-    assert len(first.validation) == 12
-    assert sorted(first.validation["labels"]) == [0] * 6 + [1] * 6  # stratified
-    assert first.validation["text"] == again.validation["text"]
-    assert first.validation["text"] != other.validation["text"] or first.train["text"] != other.train["text"]
+    assert splits[3].validation["text"] == again.validation["text"]
+    assert splits[3].validation["text"] != splits[4].validation["text"]
+
+
+def test_unstratifiable_split_falls_back_with_a_note(tmp_path, capsys):
+    rows = [{"text": f"good {i}", "label": "pos"} for i in range(9)] + [{"text": "bad", "label": "neg"}]
+    train = write_rows(tmp_path / "rare.csv", rows)  # one "neg": it cannot be on both sides
+    data = load(train=str(train), validation_fraction=0.2)
+    assert len(data.validation) == 2 and len(data.train) == 8
+    assert (
+        "note: data.validation_fraction: the held-out validation set is not stratified"
+        in capsys.readouterr().out
+    )
+
+
+def test_too_few_rows_to_hold_out_validation_is_a_data_error(tmp_path):
+    train = write_rows(tmp_path / "two.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
+    with pytest.raises(
+        DataError, match=r"data.validation_fraction: cannot hold out 90% of the 2 rows of .*two.csv"
+    ):
+        load(train=str(train), validation_fraction=0.9)  # nothing would be left to train on
+    single = write_rows(tmp_path / "one.csv", [{"text": "a", "label": 1.0}])
+    with pytest.raises(DataError, match="cannot hold out 10% of the 1 rows"):
+        load(task="regression", train=str(single))
+
+
+def test_null_text_is_an_error_naming_column_and_row(tmp_path):
+    rows = [{"text": "fine", "other": "x", "label": "a"}, {"text": "ok", "other": "y", "label": "b"}]
+    rows.append({"text": "third", "other": None, "label": "a"})
+    path = tmp_path / "nulls.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(
+        DataError, match=r"data.text_pair: column 'other' is empty \(null\) in row 3 of .*nulls.jsonl"
+    ):
+        load(train=str(path), validation=str(path), text_pair="other")
+    rows[0]["text"] = None
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(
+        DataError, match=r"data.text: column 'text' is empty \(null\) in row 1 of .*nulls.jsonl"
+    ):
+        load(train=str(path), validation=str(path))
+
+
+def hub_splits(monkeypatch, train_labels, validation_labels):
+    """In-memory datasets with a ClassLabel column, served by `load_hub` (what the hub path reads)."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    import finetune.data
+
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+
+    def split(labels):
+        return Dataset.from_dict(
+            {"sentence": [f"s{i}" for i in range(len(labels))], "label": labels}, features
+        )
+
+    splits = {"train": split(train_labels), "validation": split(validation_labels)}
+    monkeypatch.setattr(finetune.data, "load_hub", lambda spec: splits)
+
+
+def test_hub_class_label_ids_become_their_names(monkeypatch):
+    hub_splits(monkeypatch, [0, 1, 1, 0, 1], [1, 0])
+    data = load(hub={"name": "glue", "config": "sst2"}, text="sentence")
+    assert data.label_names == ["negative", "positive"]
+    assert data.train["labels"] == [0, 1, 1, 0, 1]
+    assert data.validation["labels"] == [1, 0]
+    assert data.sources["train"] == "glue/sst2[train]"
+
+
+def test_hub_unlabelled_split_is_an_error(monkeypatch):
+    hub_splits(monkeypatch, [0, 1, 1], [1, -1])
+    with pytest.raises(
+        DataError, match=r"data.label: column 'label' has no label \(-1\) in row 2 of glue/sst2\[validation\]"
+    ):
+        load(hub={"name": "glue", "config": "sst2"}, text="sentence")
 
 
 def test_no_data_is_an_error():

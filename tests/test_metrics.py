@@ -5,11 +5,14 @@ import pytest
 
 from finetune.errors import FinetuneError
 from finetune.metrics import (
+    check_reported_metric,
     check_watched_metric,
     classification_metrics,
     metrics_function,
+    perfect_predictions,
     regression_metrics,
 )
+from finetune.recipe.training import split_metric_name
 
 
 def test_binary_classification_metrics():
@@ -19,7 +22,8 @@ def test_binary_classification_metrics():
     assert metrics["accuracy"] == 0.75
     assert metrics["f1"] == pytest.approx(2 / 3)  # positive class: precision 1/2, recall 1
     assert metrics["f1_macro"] == pytest.approx((2 / 3 + 0.8) / 2)
-    assert -1 <= metrics["mcc"] <= 1
+    # TP 1, FP 1, TN 2, FN 0: (1*2 - 1*0) / sqrt(2 * 1 * 3 * 2)
+    assert metrics["mcc"] == pytest.approx(1 / np.sqrt(3))
 
 
 def test_multiclass_has_no_binary_f1():
@@ -58,4 +62,58 @@ def test_watched_metric_must_exist_for_the_task():
 def test_evaluate_metric_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FinetuneError, match="need internet"):
-        metrics_function("classification", 2, ["glue"])
+        metrics_function("classification", 2, ["accuracy"])
+
+
+def test_metric_name_with_a_config():
+    assert split_metric_name("glue:mrpc") == ("glue", "mrpc")
+    assert split_metric_name("accuracy") == ("accuracy", None)
+    assert split_metric_name("someone/metric") == ("someone/metric", None)  # a hub metric, not a config
+    for bad in ("glue:", ":mrpc"):
+        with pytest.raises(ValueError, match="give `name` or `name:config`"):
+            split_metric_name(bad)
+
+
+def test_extra_metric_config_reaches_evaluate_load(fake_evaluate):
+    compute = metrics_function("classification", 2, ["glue:mrpc", "exact_match"])
+    assert fake_evaluate.calls == [("glue", "mrpc"), ("exact_match", None)]
+    from transformers import EvalPrediction
+
+    out = compute(EvalPrediction(predictions=np.array([[2.0, 0.0], [0.0, 1.0]]), label_ids=np.array([0, 0])))
+    assert out["exact_match"] == 0.5 and out["accuracy"] == 0.5
+
+
+def test_malformed_extra_metric_is_a_recipe_error():
+    from finetune.errors import RecipeError
+    from finetune.recipe import validate_recipe
+
+    with pytest.raises(RecipeError, match="evaluation.extra_metrics.*'glue:' is not a metric name"):
+        validate_recipe({"evaluation": {"extra_metrics": ["glue:"]}})
+
+
+def test_watched_metric_from_extra_metrics_is_checked_by_computing_them(fake_evaluate):
+    compute = metrics_function("classification", 3, ["exact_match"])
+    check_reported_metric("exact_match", "classification", 3, compute, [0, 2, 1])
+    with pytest.raises(FinetuneError) as error:
+        check_reported_metric("exact_mach", "classification", 3, compute, [0, 2, 1])
+    message = str(error.value)
+    assert "early_stopping.metric: the evaluation does not report 'exact_mach'" in message
+    assert "did you mean 'exact_match'" in message
+    assert "it reports accuracy, exact_match, f1_macro, loss, mcc" in message
+
+
+def test_perfect_predictions_score_perfectly_for_every_task():
+    from finetune.metrics import task_metrics
+
+    cases = {
+        "classification": ([0, 2, 1], 3, "accuracy"),
+        "multi_label": ([[1.0, 0.0], [0.0, 1.0]], 2, "subset_accuracy"),
+        "regression": ([0.5, 1.5, 3.0], 1, "pearson"),
+        "token_classification": ([[0, 1], [2], [0, 0, 1]], 3, "f1"),
+    }
+    names = ["O", "B-PER", "I-PER"]
+    for task, (labels, num_labels, metric) in cases.items():
+        logits, gold = perfect_predictions(task, labels, num_labels)
+        assert task_metrics(task, logits, gold, num_labels, label_names=names)[metric] == pytest.approx(
+            1.0
+        ), task

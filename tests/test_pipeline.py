@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from conftest import FakeMetric
+from transformers import TrainerCallback
 
 from finetune.errors import FinetuneError
 from finetune.pipeline import train
@@ -56,19 +58,56 @@ def test_logged_learning_rate_follows_warmup_and_linear_decay(tiny_recipe):
         assert logged[step] == pytest.approx(expected), step
 
 
-def test_saved_model_loads_with_plain_transformers(tiny_recipe):
+class WeightsAtEvaluations(TrainerCallback):
+    """The model's weights at each evaluation during training, and the step just taken."""
+
+    def __init__(self):
+        self.step = 0
+        self.weights = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        # the first evaluation of a step only: the final re-check sees the restored weights
+        if state.global_step > 0 and state.global_step not in self.weights:
+            self.weights[state.global_step] = {
+                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            }
+
+
+def test_saved_model_is_the_best_not_the_last(tiny_recipe, fake_evaluate):
     from transformers import AutoModelForSequenceClassification, pipeline
 
-    result = train(validate_recipe(tiny_recipe))
+    recorder = WeightsAtEvaluations()
+    # a watched metric that peaks at the first epoch's evaluation (step 6 of 12), whatever training does
+    fake_evaluate.metric = FakeMetric("score", lambda predictions, references: float(recorder.step == 6))
+    tiny_recipe["evaluation"]["extra_metrics"] = ["score"]
+    tiny_recipe["early_stopping"] = {"metric": "score", "mode": "max"}
+    result = train(validate_recipe(tiny_recipe), callbacks=[recorder])
+    assert result.results["best"]["step"] == 6 and result.results["steps"] == 12
+    assert sorted(recorder.weights) == [6, 12]
+
     folder = result.run_dir / "model"
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     assert model.config.id2label == {0: "neg", 1: "pos"}
     classify = pipeline("text-classification", model=str(folder))
     assert classify("great film")[0]["label"] in {"neg", "pos"}
-    # the saved weights are the restored best weights
-    trained = result.trainer.model.state_dict()
-    for key, value in model.state_dict().items():
-        assert torch.allclose(value, trained[key].cpu()), key
+    saved = model.state_dict()
+    for key, value in saved.items():
+        assert torch.equal(value, recorder.weights[6][key]), key
+    assert any(not torch.equal(value, recorder.weights[12][key]) for key, value in saved.items())
+
+
+def test_misspelt_extra_metric_to_watch_fails_before_training(tiny_recipe, tmp_path, fake_evaluate):
+    tiny_recipe["evaluation"]["extra_metrics"] = ["exact_match"]
+    tiny_recipe["early_stopping"] = {"metric": "exact_mach", "mode": "max"}
+    with pytest.raises(FinetuneError) as error:
+        train(validate_recipe(tiny_recipe))
+    message = str(error.value)
+    assert "early_stopping.metric: the evaluation does not report 'exact_mach'" in message
+    assert "accuracy, exact_match, f1, f1_macro, loss, mcc" in message
+    assert not (tmp_path / "run").exists()  # failed in preparation: no run folder left behind
 
 
 def test_existing_output_dir_is_never_overwritten(tiny_recipe, tmp_path):
@@ -123,7 +162,20 @@ def test_layer_out_of_range_fails_before_training_and_leaves_no_run_folder(tiny_
     assert not (tmp_path / "run").exists()
 
 
-def test_step_evaluation_that_would_never_run_is_an_error(tiny_recipe):
+def test_step_evaluation_only_at_the_end_is_an_error(tiny_recipe, tmp_path):
     tiny_recipe["evaluation"]["every"] = 500  # the run has 12 steps
-    with pytest.raises(FinetuneError, match="evaluation.every: 500 steps, but this run has only 12"):
+    with pytest.raises(FinetuneError) as error:
         train(validate_recipe(tiny_recipe))
+    message = str(error.value)
+    assert "evaluation.every: 500 steps, but this run has only 12" in message
+    # transformers evaluates after the last step anyway: the message must not say "never"
+    assert "evaluate only once, after the last step" in message and "never evaluate" not in message
+    assert "at most 6" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_max_length_past_the_models_positions_fails_before_training(tiny_recipe, tmp_path):
+    tiny_recipe["data"]["max_length"] = 1024  # the tiny model has 128 positions
+    with pytest.raises(FinetuneError, match=r"data.max_length: 1024 tokens, but .* takes at most 128"):
+        train(validate_recipe(tiny_recipe))
+    assert not (tmp_path / "run").exists()

@@ -49,6 +49,19 @@ def test_extends_a_shipped_recipe_by_name(tmp_path):
     assert recipe.training.epochs == 1
 
 
+def test_extends_a_bare_name_prefers_a_sibling_recipe(tmp_path):
+    write(tmp_path / "base.yaml", {"schedule": {"warmup_ratio": 0.25}})
+    path = write(tmp_path / "mine.yaml", {"extends": "base", "training": {"epochs": 1}})
+    recipe = load_recipe(path)
+    assert recipe.schedule.warmup_ratio == 0.25  # the sibling base.yaml, not recipes/base.yaml
+    # a base.yaml of one's own that extends `base` builds on the shipped one, not on itself
+    write(tmp_path / "base.yaml", {"extends": "base", "training": {"epochs": 2}})
+    assert (
+        load_recipe(path).schedule.warmup_ratio == 0.1
+        and load_recipe(tmp_path / "base.yaml").training.epochs == 2
+    )
+
+
 def test_extends_cycle_is_an_error(tmp_path):
     write(tmp_path / "a.yaml", {"extends": "b.yaml"})
     write(tmp_path / "b.yaml", {"extends": "a.yaml"})
@@ -172,3 +185,19 @@ def test_every_shipped_recipe_validates():
     assert len(paths) == len([p for p in everything if not p.name.endswith(".sweep.yaml")]) >= 6
     for path in paths:
         load_recipe(path)
+
+
+def test_hub_with_file_keys_is_an_error_naming_them():
+    hub = {"name": "glue", "config": "sst2"}
+    with pytest.raises(RecipeError) as error:
+        validate_recipe({"data": {"hub": hub, "validation": "dev.csv", "header": False}})
+    message = str(error.value)
+    assert "data.validation, data.header would be ignored" in message
+    assert "data.hub.validation_split" in message
+    with pytest.raises(RecipeError, match="data.dir would be ignored"):
+        validate_recipe({"data": {"hub": hub, "dir": "builtin:demo"}})
+    with pytest.raises(RecipeError, match="data.train would be ignored"):
+        validate_recipe({"data": {"hub": hub, "train": "train.csv"}})
+    # the defaults, written out as a resolved recipe.yaml does, are fine
+    recipe = validate_recipe({"data": {"hub": hub, "format": "auto", "header": True, "validation": None}})
+    assert validate_recipe(recipe.to_yaml_dict()).data.hub.config == "sst2"

@@ -164,6 +164,19 @@ def test_dropout_overrides_set_every_name_the_architecture_uses():
     }
     distil = dropout_overrides(DistilBertConfig(), spec)
     assert distil == {"dropout": 0.2, "attention_dropout": 0.0, "seq_classif_dropout": 0.3}
+    # DeBERTa's classifier reads `cls_dropout`, absent from its config (else it uses hidden_dropout_prob)
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    small = dict(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    )
+    config = DebertaV2Config(**small)
+    overrides = dropout_overrides(config, RegularizationSection(classifier_dropout=0.3))
+    assert overrides == {"pooler_dropout": 0.3, "cls_dropout": 0.3}
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    model = DebertaV2ForSequenceClassification(config)
+    assert model.dropout.p == 0.3 and model.pooler.dropout.p == 0.3
     with pytest.raises(FinetuneError, match="regularization.classifier_dropout"):
         dropout_overrides(
             type("Config", (), {"model_type": "x"})(), RegularizationSection(classifier_dropout=0.1)

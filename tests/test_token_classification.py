@@ -182,3 +182,18 @@ def test_hub_style_tag_ids_with_class_names_become_names():
     dataset = Dataset.from_dict({"tokens": [["Ada", "wrote"]], "ner_tags": [[1, 0]]}, features=features)
     converted = word_columns(dataset, DataSection(text="tokens", label="ner_tags"), "conll2003[train]")
     assert converted[0] == {"tokens": ["Ada", "wrote"], "labels": ["B-PER", "O"]}
+
+
+def test_hub_style_tag_id_minus_one_is_an_error():
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from finetune.token_data import word_columns
+
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=["O", "B-PER"]))})
+    dataset = Dataset.from_dict(
+        {"tokens": [["Ada"], ["Ada", "wrote"]], "ner_tags": [[1], [-1, -1]]}, features=features
+    )
+    with pytest.raises(
+        DataError, match=r"column 'ner_tags' has no label \(-1\) in row 2 of conll2003\[test\]"
+    ):
+        word_columns(dataset, DataSection(text="tokens", label="ner_tags"), "conll2003[test]")

@@ -41,7 +41,8 @@ class DataSection(Section):
     """Share of the training file held out for validation when `validation` is not given."""
 
     hub: HubDataset | None = None
-    """Load from the Hugging Face hub instead of files (needs internet)."""
+    """Load from the Hugging Face hub instead of files (needs internet); the file keys (`train`,
+    `validation`, `dir`, `format`, `header`) then stay unset."""
 
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conll"] = "auto"
     """File format; `auto` reads it from the file extension. TSV is read with no quote processing.
@@ -77,6 +78,23 @@ class DataSection(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataSection":
-        if self.hub is not None and self.train is not None:
-            raise ValueError("give either `data.train` (files) or `data.hub` (hub dataset), not both")
+        if self.hub is None:
+            return self
+        # file-only keys that a hub dataset would silently ignore; compared with their defaults, since
+        # a resolved recipe.yaml writes every key (format: auto, header: true) and must load again
+        file_keys = {
+            "train": self.train is not None,
+            "validation": self.validation is not None,
+            "dir": self.dir is not None,
+            "format": self.format != "auto",
+            "header": not self.header,
+        }
+        given = [f"data.{key}" for key, is_set in file_keys.items() if is_set]
+        if given:
+            raise ValueError(
+                f"give either files (data.train, ...) or `data.hub` (hub dataset), not both: with data.hub, "
+                f"{', '.join(given)} would be ignored; remove {'it' if len(given) == 1 else 'them'}. The hub "
+                f"dataset's splits are data.hub.train_split and data.hub.validation_split (null to hold out "
+                f"data.validation_fraction of train)"
+            )
         return self

@@ -64,17 +64,25 @@ def shipped_recipes_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "recipes"
 
 
-def find_recipe(reference: str, relative_to: Path | None = None) -> Path:
-    """Find a recipe by path (relative to `relative_to`, then the working directory) or shipped name."""
+def find_recipe(reference: str, relative_to: Path | None = None, extending: Path | None = None) -> Path:
+    """Find a recipe by path (relative to `relative_to`, then the working directory) or shipped name.
+
+    A bare name (`extends: base`) is first a sibling `base.yaml` of the recipe that names it, so a
+    folder of recipes can have its own base; only then a shipped recipe. `extending` (the recipe
+    whose `extends` this is) is never its own base: `extends: base` in a user's base.yaml is the
+    shipped one.
+    """
     candidates = []
     ref = Path(reference)
+    name = reference if reference.endswith((".yaml", ".yml")) else f"{reference}.yaml"
     if relative_to is not None and not ref.is_absolute():
         candidates.append(relative_to / ref)
+        if name != reference:
+            candidates.append(relative_to / name)
     candidates.append(ref)
-    name = reference if reference.endswith((".yaml", ".yml")) else f"{reference}.yaml"
     candidates.append(shipped_recipes_dir() / name)
     for candidate in candidates:
-        if candidate.is_file():
+        if candidate.is_file() and candidate.resolve() != extending:
             return candidate.resolve()
     shipped = sorted(p.stem for p in shipped_recipes_dir().glob("*.yaml"))
     suggestion = difflib.get_close_matches(Path(reference).stem, shipped, n=1)
@@ -129,7 +137,7 @@ def read_recipe_data(path: Path, provenance: dict[str, str], chain: tuple[Path, 
         return deep_merge({}, data, str(path), provenance)
     if not isinstance(parent, str):
         raise RecipeError(f"{path}: `extends` must be one recipe path or name, got {parent!r}")
-    base_path = find_recipe(parent, relative_to=path.parent)
+    base_path = find_recipe(parent, relative_to=path.parent, extending=path)
     base = read_recipe_data(base_path, provenance, (*chain, path))
     return deep_merge(base, data, str(path), provenance)
 

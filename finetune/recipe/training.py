@@ -111,7 +111,8 @@ class EvaluationSection(Section):
     """Evaluate once before the first step, so the run shows where it started."""
 
     extra_metrics: list[str] = []
-    """More metrics by `evaluate` name (e.g. `glue/mrpc`); they download code from the hub and so need
+    """More metrics by `evaluate` name, `name:config` for a metric with configurations (e.g.
+    `exact_match`, or `glue:mrpc` for GLUE's MRPC metric); they download code from the hub and so need
     internet. The built-in metrics (accuracy, f1, f1_macro, mcc, pearson, spearman, mse) work offline."""
 
     @field_validator("every")
@@ -120,3 +121,21 @@ class EvaluationSection(Section):
         if isinstance(every, int) and every <= 0:
             raise ValueError(f"must be `epoch` or a positive number of steps, got {every}")
         return every
+
+    @field_validator("extra_metrics")
+    @classmethod
+    def _metric_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            split_metric_name(name)
+        return names
+
+
+def split_metric_name(text: str) -> tuple[str, str | None]:
+    """`glue:mrpc` -> ("glue", "mrpc"), `accuracy` -> ("accuracy", None): evaluate.load's two arguments.
+
+    A slash is part of the name (`user/metric` is a metric on the hub), so a config needs the colon.
+    """
+    name, colon, config = text.partition(":")
+    if not name.strip() or (colon and not config.strip()):
+        raise ValueError(f"'{text}' is not a metric name: give `name` or `name:config` (e.g. `glue:mrpc`)")
+    return name.strip(), config.strip() if colon else None
