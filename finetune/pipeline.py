@@ -172,6 +172,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
 
     tokenizer = load_tokenizer(recipe.model)
     model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
+    head = list(getattr(model, "new_parameters", []))  # reinit adds its blocks; the notes name those
     frozen = freeze_model(model, recipe)
     adapted = add_adapters(model, recipe.peft, task, frozen.frozen_blocks)
     if adapted is not None:  # peft froze the pretrained weights: count again
@@ -179,8 +180,8 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         frozen.trainable, frozen.total = counted.trainable, counted.total
         say(f"peft: {describe_adapters(adapted)}")
     say(f"model: {recipe.model.name} ({model.config.model_type}); {frozen.line()}")
-    if getattr(model, "new_parameters", None):
-        say(f"new (randomly initialised) parameters: {', '.join(model.new_parameters)}")
+    if head:
+        say(f"new (randomly initialised) parameters: {', '.join(head)}")
     if frozen.frozen_blocks:
         say(f"frozen: {', '.join(frozen.frozen_blocks)}")
     for note in frozen.notes:
