@@ -38,7 +38,7 @@ class RegularizationSection(Section):
     l2_sp: float = Field(0.0, ge=0)
     """L2-SP (Li et al., 2018): alpha/2 * sum (w - w0)^2 over the trainable pretrained parameters,
     w0 their values before training: pulls towards the pretrained model, not towards 0. The new head
-    is not anchored. Keeps one copy of the pretrained weights; logged as `loss_l2_sp`."""
+    and the layers `reinit:` re-initialises are not anchored. Keeps one copy of the pretrained weights; logged as `loss_l2_sp`."""
 
     rdrop: float = Field(0.0, ge=0)
     """R-Drop (Liang et al., 2021): every batch goes through the model twice (different dropout), and
@@ -49,7 +49,7 @@ class RegularizationSection(Section):
     mixout: float = Field(0.0, ge=0, lt=1)
     """Mixout (Lee et al., 2020): in training, each weight of the pretrained linear layers is swapped
     for its pretrained value with this probability (rescaled so the expectation is unchanged). The new
-    head is left alone. Typical 0.1-0.9, often with hidden dropout set to 0."""
+    head and the re-initialised layers are left alone. Typical 0.1-0.9, often with hidden dropout set to 0."""
 
     swa_start: float | None = Field(None, ge=0, lt=1)
     """Stochastic weight averaging (Izmailov et al., 2018) of the last part of the run: from this share
