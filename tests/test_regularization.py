@@ -339,6 +339,9 @@ def test_regularization_keys_that_conflict():
         load_recipe("base", ["regularization.swa_every=10"])
     with pytest.raises(RecipeError, match="regularization.mixout"):
         load_recipe("base", ["regularization.mixout=1.0"])
+    with pytest.raises(RecipeError, match="`rdrop` cannot be combined with `mixout`.*one weight mask"):
+        load_recipe("base", ["regularization.rdrop=1.0", "regularization.mixout=0.5"])
+    assert load_recipe("base", ["regularization.rdrop=1.0"]).regularization.rdrop == 1.0
 
 
 # --- through the real Trainer ---
