@@ -129,6 +129,43 @@ def test_launch_checks_machines_and_batch_before_starting(tmp_path):
         launch(recipe, LaunchOptions(num_processes=4, cpu=True))
 
 
+def launch_with(monkeypatch, tmp_path, launcher):
+    """`launch` on two CPU processes with Accelerate's `launch_command` replaced by `launcher`."""
+    monkeypatch.setattr("accelerate.commands.launch.launch_command", launcher)
+    recipe = validate_recipe({"output": {"dir": str(tmp_path / "run")}})
+    return launch(recipe, LaunchOptions(num_processes=2, cpu=True))
+
+
+def test_launcher_gives_the_processes_time_to_save_a_checkpoint_after_sigterm(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.delenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", raising=False)
+
+    def record(args):
+        seen.append(os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT"))
+
+    assert launch_with(monkeypatch, tmp_path, record) == 0
+    monkeypatch.setenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "45")  # the user's own value wins
+    assert launch_with(monkeypatch, tmp_path, record) == 0
+    assert seen == ["300", "45"]
+
+
+def test_launcher_errors_surface_and_failed_runs_are_their_exit_status(tmp_path, monkeypatch, capsys):
+    from torch.distributed.elastic.multiprocessing import SignalException
+
+    def raising(error):
+        def launcher(args):
+            raise error
+
+        return launcher
+
+    with pytest.raises(FinetuneError, match="launcher failed: ValueError: port 29500 is taken"):
+        launch_with(monkeypatch, tmp_path, raising(ValueError("port 29500 is taken")))
+    assert launch_with(monkeypatch, tmp_path, raising(subprocess.CalledProcessError(3, "train"))) == 3
+    assert "the run stopped with exit status 3" in capsys.readouterr().err
+    stopped = raising(SignalException("got signal", sigval=15))
+    assert launch_with(monkeypatch, tmp_path, stopped) == 143
+
+
 def test_length_grouped_order_depends_only_on_seed_and_epoch():
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
