@@ -17,7 +17,7 @@ from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
 from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
 from .data import TaskData, load_task_data, tokenize
-from .distributed import fingerprints_of_all_processes, is_main_process, process_count, quiet_unless_main
+from .distributed import is_main_process, quiet_unless_main, replica_fingerprints
 from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
@@ -256,8 +256,8 @@ def train(
     elif early.restored:
         say(f"after training (best weights, step {early.best_step}): {format_metrics(final)}")
 
-    # several processes: a hash of each one's final weights (every process takes part)
-    fingerprints = fingerprints_of_all_processes(trainer.model) if process_count() > 1 else None
+    # several processes holding whole replicas: a hash of each one's final weights (all take part)
+    fingerprints = replica_fingerprints(trainer.model, recipe.distributed, trainer.args.use_cpu)
     if recipe.output.save_model and run.adapted is not None:
         if is_main_process():
             save_adapted(run.adapted, run_dir / MODEL_DIR, recipe.peft.save, trainer.processing_class)

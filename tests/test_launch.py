@@ -12,7 +12,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from finetune.distributed import EpochSeededSampler, deepspeed_config, fsdp_config, strategy_arguments
+from finetune.distributed import (
+    EpochSeededSampler,
+    deepspeed_config,
+    fsdp_config,
+    replica_fingerprints,
+    replicas_are_whole,
+    strategy_arguments,
+    weights_fingerprint,
+)
 from finetune.errors import FinetuneError, RecipeError
 from finetune.launch import LaunchOptions, accelerate_config, launch, launch_overrides
 from finetune.recipe import validate_recipe
@@ -164,6 +172,20 @@ def test_launcher_errors_surface_and_failed_runs_are_their_exit_status(tmp_path,
     assert "the run stopped with exit status 3" in capsys.readouterr().err
     stopped = raising(SignalException("got signal", sigval=15))
     assert launch_with(monkeypatch, tmp_path, stopped) == 143
+
+
+def test_weights_are_fingerprinted_only_where_every_process_holds_them_whole(monkeypatch):
+    ddp, fsdp = DistributedSection(), DistributedSection(strategy="fsdp")
+    zero2 = DistributedSection(strategy="deepspeed")
+    zero3 = DistributedSection(strategy="deepspeed", deepspeed={"stage": 3})
+    assert [replicas_are_whole(s, cpu=False) for s in (ddp, zero2, zero3, fsdp)] == [True, True, False, False]
+    assert replicas_are_whole(fsdp, cpu=True) and replicas_are_whole(zero3, cpu=True)  # they run as DDP
+    model = torch.nn.Linear(2, 2)
+    assert replica_fingerprints(model, ddp, cpu=False) is None  # one process: nothing to compare
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert replica_fingerprints(object(), fsdp, cpu=False) is None  # shards are never read
+    assert replica_fingerprints(object(), zero3, cpu=False) is None
+    assert replica_fingerprints(model, ddp, cpu=False) == [weights_fingerprint(model)]
 
 
 def test_length_grouped_order_depends_only_on_seed_and_epoch():
