@@ -29,7 +29,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .callbacks import EarlyStopping
-from .distributed import fingerprints_of_all_processes, is_main_process, process_count, share_from_main
+from .distributed import is_main_process, process_count, replica_fingerprints, share_from_main
 from .errors import FinetuneError
 from .recipe import Recipe, validate_recipe
 from .recipe.checkpoints import CheckpointsSection
@@ -287,8 +287,9 @@ def _write_checkpoint(trainer: Any, partial: Path, main: bool) -> None:
     trainer._save_optimizer_and_scheduler(str(partial))
     trainer._save_scaler(str(partial))
     trainer._save_rng_state(str(partial))  # every process writes its own
-    # every process hashes its replica: a checkpoint records that they agree (DDP's promise)
-    fingerprints = fingerprints_of_all_processes(trainer.model) if process_count() > 1 else None
+    # every process hashes its replica: a checkpoint records that they agree (DDP's promise);
+    # None with one process, or when the processes hold shards (FSDP, ZeRO-3)
+    fingerprints = replica_fingerprints(trainer.model, trainer.recipe.distributed, trainer.args.use_cpu)
     if not main:
         return
     if fingerprints and len(set(fingerprints)) > 1:

@@ -99,6 +99,28 @@ def fingerprints_of_all_processes(model: nn.Module) -> list[str]:
     return gathered
 
 
+def replicas_are_whole(section: DistributedSection, cpu: bool) -> bool:
+    """Whether every process holds the whole model, so hashes of their weights must agree.
+
+    DDP and ZeRO-2 replicate the parameters (on the CPU every strategy runs as DDP, see
+    `strategy_arguments`). FSDP's parameters are DTensor shards, a different slice on each process
+    (no `.numpy()` either), and ZeRO-3's are empty placeholders: nothing to compare.
+    """
+    if cpu or section.strategy == "ddp":
+        return True
+    return section.strategy == "deepspeed" and section.deepspeed_options.stage < 3
+
+
+def replica_fingerprints(model: nn.Module, section: DistributedSection, cpu: bool) -> list[str] | None:
+    """`fingerprints_of_all_processes` when several processes hold whole replicas, else None.
+
+    Every process must call it (it gathers); the decision depends on the recipe only, so they agree.
+    """
+    if process_count() == 1 or not replicas_are_whole(section, cpu):
+        return None
+    return fingerprints_of_all_processes(model)
+
+
 class LateParameterSync:
     """Average the gradients of parameters that DDP does not know about.
 

@@ -16,6 +16,7 @@ all processes stop at the same step even when only one of them got the signal or
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -107,11 +108,15 @@ class FaultGuard(TrainerCallback):
         self.signal_received, self._signal_time = signum, now
         if not is_main_process():
             return
-        print(
+        # Straight to file descriptor 2, not print(): the signal may have interrupted a write to
+        # sys.stdout (a log line, the progress bar), and writing to the same buffered stream from
+        # its handler raises "reentrant call inside BufferedWriter".
+        message = (
             f"\nfinetune: {signal.Signals(signum).name} received: finishing this step, saving a checkpoint "
-            f"and stopping (send it again to abort at once)",
-            flush=True,
+            f"and stopping (send it again to abort at once)\n"
         )
+        with contextlib.suppress(OSError):  # no stderr to tell: stopping matters more
+            os.write(2, message.encode())
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.install_signal_handlers()

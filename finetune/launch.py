@@ -14,6 +14,7 @@ over gloo); Accelerate's CPU launcher starts one unless MPI is installed.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from .errors import FinetuneError
 from .recipe import Recipe
 from .recipe.distributed import DistributedSection
 
+SHUTDOWN_TIMEOUT_VARIABLE = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
+SHUTDOWN_TIMEOUT_SECONDS = 300  # time to finish a step and write a checkpoint after SIGTERM
 DEFAULT_PORT = 29500  # torchrun's default rendezvous port (single machines pick a free one)
 PRECISION_FOR_ACCELERATE = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -192,10 +195,20 @@ def launch(recipe: Recipe, options: LaunchOptions, resuming: bool = False) -> in
 
 
 def run_accelerate(config_file: Path, train_arguments: list[str]) -> int:
-    """`accelerate launch --config_file FILE -m finetune.cli train ...`, in this process."""
+    """`accelerate launch --config_file FILE -m finetune.cli train ...`, in this process.
+
+    A failed or signalled run is its exit status (the processes printed why); any other error is the
+    launcher's own (a bad configuration, a port in use) and is raised as a `FinetuneError`.
+    """
+    from subprocess import CalledProcessError
+
     from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    # On SIGTERM torch's elastic agent gives the processes this long before it kills them (its own
+    # default is 30 s): they finish the step and save a checkpoint, which can take longer.
+    os.environ.setdefault(SHUTDOWN_TIMEOUT_VARIABLE, str(SHUTDOWN_TIMEOUT_SECONDS))
     argv = ["--config_file", str(config_file), "--module", "finetune.cli", "train", *train_arguments]
     args = launch_command_parser().parse_args(argv)
     try:
@@ -203,9 +216,14 @@ def run_accelerate(config_file: Path, train_arguments: list[str]) -> int:
     except ChildFailedError as error:
         _, failure = error.get_first_failure()
         return _report_failure(failure.exitcode)
-    except Exception as error:  # CalledProcessError (one process), the launcher's SignalException
-        code = getattr(error, "returncode", None) or 128 + int(getattr(error, "sigval", 1) or 1)
-        return _report_failure(code)
+    except CalledProcessError as error:  # one process, started without torchrun
+        return _report_failure(error.returncode)
+    except SignalException as error:  # the launcher itself got SIGTERM/SIGINT and stopped the processes
+        return _report_failure(128 + int(error.sigval))
+    except Exception as error:
+        raise FinetuneError(
+            f"finetune launch: Accelerate's launcher failed: {type(error).__name__}: {error}"
+        ) from error
     return 0
 
 

@@ -362,12 +362,21 @@ def plot_range_test(result: RangeTest, path: Path, title: str = "LR range test")
 
 
 def write_recipe_with_lr(recipe: Recipe, lr: float, path: Path, note: str) -> Path:
-    """A resolved copy of `recipe` with `optimizer.lr` set (and no fixed `output.dir`)."""
+    """A resolved copy of `recipe` with `optimizer.lr` set (and no fixed `output.dir`).
+
+    The range test scaled every parameter group by `lr / optimizer.lr`, explicit `layer_lr.lrs`
+    included, so those are scaled by the same factor: the written recipe trains what was tested.
+    """
     from .recipe import validate_recipe
 
     data = recipe.to_yaml_dict()
     data["optimizer"]["lr"] = float(f"{lr:.3g}")
     data["output"]["dir"] = None
+    factor = lr / recipe.optimizer.lr
+    explicit = data.get("layer_lr", {}).get("lrs") or {}
+    if explicit:
+        data["layer_lr"]["lrs"] = {block: float(f"{value * factor:.3g}") for block, value in explicit.items()}
+        note += f"; layer_lr.lrs scaled with it (x {factor:.3g})"
     validate_recipe(data, source=str(path))
     if path.exists():
         raise FinetuneError(f"lr-find: --write {path} already exists; choose a new file name")

@@ -17,7 +17,7 @@ from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
 from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
 from .data import LABEL, TaskData, load_task_data, tokenize
-from .distributed import fingerprints_of_all_processes, is_main_process, process_count, quiet_unless_main
+from .distributed import is_main_process, quiet_unless_main, replica_fingerprints
 from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
@@ -179,6 +179,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     tokenizer = load_tokenizer(recipe.model)
     model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
     check_max_length(recipe.data.max_length, model.config, tokenizer, recipe.model.name)
+    head = list(getattr(model, "new_parameters", []))  # reinit adds its blocks; the notes name those
     frozen = freeze_model(model, recipe)
     adapted = add_adapters(model, recipe.peft, task, frozen.frozen_blocks)
     if adapted is not None:  # peft froze the pretrained weights: count again
@@ -186,8 +187,8 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         frozen.trainable, frozen.total = counted.trainable, counted.total
         say(f"peft: {describe_adapters(adapted)}")
     say(f"model: {recipe.model.name} ({model.config.model_type}); {frozen.line()}")
-    if getattr(model, "new_parameters", None):
-        say(f"new (randomly initialised) parameters: {', '.join(model.new_parameters)}")
+    if head:
+        say(f"new (randomly initialised) parameters: {', '.join(head)}")
     if frozen.frozen_blocks:
         say(f"frozen: {', '.join(frozen.frozen_blocks)}")
     for note in frozen.notes:
@@ -265,8 +266,8 @@ def train(
     elif early.restored:
         say(f"after training (best weights, step {early.best_step}): {format_metrics(final)}")
 
-    # several processes: a hash of each one's final weights (every process takes part)
-    fingerprints = fingerprints_of_all_processes(trainer.model) if process_count() > 1 else None
+    # several processes holding whole replicas: a hash of each one's final weights (all take part)
+    fingerprints = replica_fingerprints(trainer.model, recipe.distributed, trainer.args.use_cpu)
     if recipe.output.save_model and run.adapted is not None:
         if is_main_process():
             save_adapted(run.adapted, run_dir / MODEL_DIR, recipe.peft.save, trainer.processing_class)

@@ -166,6 +166,10 @@ def encode(predictor: Predictor, dataset: Dataset) -> Dataset:
             max_length,
         )
 
+    from .token_data import require_fast_tokenizer
+
+    require_fast_tokenizer(tokenizer, f"{predictor.source} (its tokenizer)")
+
     def encode_words(batch: dict[str, list]) -> dict[str, list]:
         encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
         starts = []
@@ -201,7 +205,9 @@ def infer(
     with torch.inference_mode():
         for batch in length_sorted_batches(lengths, batch_size):
             features = [{c: columns[c][i] for c in inputs} for i in batch]
-            padded = predictor.tokenizer.pad(features, return_tensors="pt")
+            # Padding on the right whatever the tokenizer prefers: a word list's logits are then its
+            # first `length` rows, and [CLS] stays at position 0 where the classification head reads it.
+            padded = predictor.tokenizer.pad(features, padding_side="right", return_tensors="pt")
             logits = predictor.model(**{k: v.to(predictor.device) for k, v in padded.items()}).logits
             logits = logits.float().cpu().numpy()
             for row, index in enumerate(batch):

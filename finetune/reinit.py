@@ -45,15 +45,22 @@ def reinitialize(
 
     The global RNG is forked, so the re-initialisation is the same for a given seed whatever ran
     before, and what runs after (data shuffling, dropout) is unaffected by it.
+
+    The re-initialised parameters join `model.new_parameters` (the fresh head): they are random now,
+    so L2-SP and Mixout must not anchor them to these values, and peft trains them in full.
     """
     import torch
 
     blocks = reinit_blocks(spec, anatomy, notes)
+    reset: set[int] = set()
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for block in blocks:
             for module in anatomy.block_modules(block):
                 _reset(model, module)
+                reset |= {id(p) for p in module.parameters()}
+    names = {name for name, p in model.named_parameters() if id(p) in reset}
+    model.new_parameters = sorted({*getattr(model, "new_parameters", ()), *names})
     return blocks
 
 

@@ -211,13 +211,18 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     return aligned
 
 
-def tokenize_words(dataset: Dataset, tokenizer: Any, max_length: int) -> Dataset:
-    """Tokenize word lists (truncating) and align word labels to sub-words; adds a `length` column."""
+def require_fast_tokenizer(tokenizer: Any, where: str) -> None:
+    """Only fast (Rust) tokenizers have `word_ids()`, which maps sub-words back to their words."""
     if not getattr(tokenizer, "is_fast", False):
         raise DataError(
-            f"model.name: token_classification needs a fast (Rust) tokenizer to map sub-words back to "
+            f"{where}: token_classification needs a fast (Rust) tokenizer to map sub-words back to "
             f"words; {type(tokenizer).__name__} is not one"
         )
+
+
+def tokenize_words(dataset: Dataset, tokenizer: Any, max_length: int) -> Dataset:
+    """Tokenize word lists (truncating) and align word labels to sub-words; adds a `length` column."""
+    require_fast_tokenizer(tokenizer, "model.name")
     labelled = LABEL in dataset.column_names
 
     def encode(batch: dict[str, list]) -> dict[str, list]:

@@ -115,6 +115,15 @@ def test_a_repeated_signal_within_the_grace_period_is_the_same_request(monkeypat
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_the_signal_handler_writes_to_stderr_unbuffered_not_to_stdout(capfd, monkeypatch):
+    # print() from the handler can hit sys.stdout in the middle of a write: "reentrant call"
+    monkeypatch.setattr("builtins.print", lambda *args, **kwargs: pytest.fail("the handler printed"))
+    FaultGuard(GuardsSection(), "classification")._on_signal(signal.SIGTERM, None)
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "finetune: SIGTERM received: finishing this step, saving a checkpoint" in err
+
+
 def test_sigterm_to_a_running_train_command_saves_and_exits_143(tiny_recipe, tmp_path):
     tiny_recipe["training"] = {"max_steps": 100000, "batch_size": 8, "logging_steps": 1, "seed": 0}
     tiny_recipe["evaluation"] = {"batch_size": 16, "every": 100000, "before_training": False}
@@ -138,6 +147,7 @@ def test_sigterm_to_a_running_train_command_saves_and_exits_143(tiny_recipe, tmp
     _, stderr = process.communicate(timeout=240)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert f"Continue with: finetune train --resume {tmp_path / 'run'}" in stderr
+    assert "finetune: SIGTERM received: finishing this step" in stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "interrupted"
     checkpoint = tmp_path / "run" / "checkpoints" / f"checkpoint-{results['steps']}"

@@ -10,7 +10,7 @@ from test_anatomy import ARCHITECTURES, tiny_model
 from finetune.anatomy import model_anatomy
 from finetune.errors import FinetuneError
 from finetune.freezing import apply_freeze, resolve_layer_indices
-from finetune.recipe.freeze import FreezeSection
+from finetune.recipe.freeze import FreezeSection, count_of
 
 
 def trainable_names(model):
@@ -92,6 +92,14 @@ def test_counts_from_either_end_and_pooler_and_head(spec, blocks):
     summary = freeze(model, **spec, allow_all_frozen=True)
     assert summary.frozen_blocks == blocks
     assert {n for n, p in model.named_parameters() if not p.requires_grad} == names_of(anatomy, *blocks)
+
+
+@pytest.mark.parametrize(
+    ("share", "num_layers", "count"),
+    [("29%", 100, 29), ("58%", 50, 29), ("50%", 5, 2), ("12.5%", 24, 3), ("33.3%", 12, 3), ("100%", 7, 7)],
+)
+def test_shares_of_layers_are_exact_and_round_down(share, num_layers, count):
+    assert count_of(share, num_layers) == count  # floats make 29% of 100 28.999..., which int() cut to 28
 
 
 def test_out_of_range_layer_names_the_layer_count():

@@ -12,7 +12,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from finetune.distributed import EpochSeededSampler, deepspeed_config, fsdp_config, strategy_arguments
+from finetune.distributed import (
+    EpochSeededSampler,
+    deepspeed_config,
+    fsdp_config,
+    replica_fingerprints,
+    replicas_are_whole,
+    strategy_arguments,
+    weights_fingerprint,
+)
 from finetune.errors import FinetuneError, RecipeError
 from finetune.launch import LaunchOptions, accelerate_config, launch, launch_overrides
 from finetune.recipe import validate_recipe
@@ -127,6 +135,57 @@ def test_launch_checks_machines_and_batch_before_starting(tmp_path):
         launch(recipe, LaunchOptions(num_processes=4, num_machines=2))
     with pytest.raises(RecipeError, match="cannot be split evenly over 4 processes"):
         launch(recipe, LaunchOptions(num_processes=4, cpu=True))
+
+
+def launch_with(monkeypatch, tmp_path, launcher):
+    """`launch` on two CPU processes with Accelerate's `launch_command` replaced by `launcher`."""
+    monkeypatch.setattr("accelerate.commands.launch.launch_command", launcher)
+    recipe = validate_recipe({"output": {"dir": str(tmp_path / "run")}})
+    return launch(recipe, LaunchOptions(num_processes=2, cpu=True))
+
+
+def test_launcher_gives_the_processes_time_to_save_a_checkpoint_after_sigterm(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.delenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", raising=False)
+
+    def record(args):
+        seen.append(os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT"))
+
+    assert launch_with(monkeypatch, tmp_path, record) == 0
+    monkeypatch.setenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "45")  # the user's own value wins
+    assert launch_with(monkeypatch, tmp_path, record) == 0
+    assert seen == ["300", "45"]
+
+
+def test_launcher_errors_surface_and_failed_runs_are_their_exit_status(tmp_path, monkeypatch, capsys):
+    from torch.distributed.elastic.multiprocessing import SignalException
+
+    def raising(error):
+        def launcher(args):
+            raise error
+
+        return launcher
+
+    with pytest.raises(FinetuneError, match="launcher failed: ValueError: port 29500 is taken"):
+        launch_with(monkeypatch, tmp_path, raising(ValueError("port 29500 is taken")))
+    assert launch_with(monkeypatch, tmp_path, raising(subprocess.CalledProcessError(3, "train"))) == 3
+    assert "the run stopped with exit status 3" in capsys.readouterr().err
+    stopped = raising(SignalException("got signal", sigval=15))
+    assert launch_with(monkeypatch, tmp_path, stopped) == 143
+
+
+def test_weights_are_fingerprinted_only_where_every_process_holds_them_whole(monkeypatch):
+    ddp, fsdp = DistributedSection(), DistributedSection(strategy="fsdp")
+    zero2 = DistributedSection(strategy="deepspeed")
+    zero3 = DistributedSection(strategy="deepspeed", deepspeed={"stage": 3})
+    assert [replicas_are_whole(s, cpu=False) for s in (ddp, zero2, zero3, fsdp)] == [True, True, False, False]
+    assert replicas_are_whole(fsdp, cpu=True) and replicas_are_whole(zero3, cpu=True)  # they run as DDP
+    model = torch.nn.Linear(2, 2)
+    assert replica_fingerprints(model, ddp, cpu=False) is None  # one process: nothing to compare
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert replica_fingerprints(object(), fsdp, cpu=False) is None  # shards are never read
+    assert replica_fingerprints(object(), zero3, cpu=False) is None
+    assert replica_fingerprints(model, ddp, cpu=False) == [weights_fingerprint(model)]
 
 
 def test_length_grouped_order_depends_only_on_seed_and_epoch():

@@ -229,6 +229,22 @@ def test_lr_find_command_on_a_tiny_model(tiny_recipe, tmp_path, capsys):
     assert not refused.exists()
 
 
+def test_written_recipe_scales_explicit_layer_lrs_with_the_suggestion(tmp_path):
+    from finetune.lr_finder import write_recipe_with_lr
+    from finetune.recipe import validate_recipe
+
+    lrs = {"embeddings": 1e-5, "0-1": 1.5e-5, -1: 3e-5, "head": 1e-4}
+    recipe = validate_recipe({"optimizer": {"lr": 2e-5}, "layer_lr": {"decay": 0.9, "lrs": lrs}})
+    path = write_recipe_with_lr(recipe, 5e-5, tmp_path / "tuned.yaml", "the test's suggestion")
+    tuned = load_recipe(path)
+    assert tuned.optimizer.lr == pytest.approx(5e-5)
+    # the range test moved every group by 5e-5 / 2e-5 = 2.5: the recipe keeps what it tested
+    scaled = {"embeddings": 2.5e-5, "0-1": 3.75e-5, "-1": 7.5e-5, "head": 2.5e-4}  # keys written as text
+    assert tuned.layer_lr.lrs == pytest.approx(scaled)
+    assert tuned.layer_lr.decay == 0.9  # a ratio, not an LR: unchanged
+    assert "layer_lr.lrs scaled with it (x 2.5)" in path.read_text().splitlines()[0]
+
+
 def test_restore_and_layerwise_groups_with_the_recipe_trainer_on_a_tiny_bert(tiny_recipe, tmp_path):
     """The trainer's own (fused AdamW) optimizer with per-block LRs, loss and data loader."""
     from finetune.lr_finder import cycle, trainer_loss

@@ -11,7 +11,7 @@ from finetune.cli import main
 from finetune.errors import DataError
 from finetune.evaluation import evaluate_file
 from finetune.pipeline import train
-from finetune.predict import length_sorted_batches, load_predictor, predict_file
+from finetune.predict import encode, infer, length_sorted_batches, load_predictor, predict_file
 from finetune.recipe import validate_recipe
 
 TEXTS = [
@@ -235,6 +235,44 @@ def test_token_classification_model_folder(tmp_path, tiny_model_dir):
     summary = evaluate_file(folder, tagged, output_dir=tmp_path / "eval")
     assert set(summary["metrics"]) == {"f1", "precision", "recall", "accuracy"}
     assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
+
+
+def test_left_padding_tokenizers_predict_like_one_example_at_a_time(tmp_path, tiny_model_dir):
+    from datasets import Dataset
+    from transformers import AutoTokenizer, BertForSequenceClassification, BertForTokenClassification
+
+    tags = {0: "B-LOC", 1: "B-PER", 2: "I-PER", 3: "O"}
+    ner = save_tiny(tmp_path / "ner", tiny_model_dir, BertForTokenClassification, num_labels=4, id2label=tags)
+    classifier = save_tiny(tmp_path / "classifier", tiny_model_dir, BertForSequenceClassification)
+    for folder in (ner, classifier):
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer.padding_side = "left"
+        tokenizer.save_pretrained(folder)
+
+    predictor = load_predictor(ner, device="cpu")
+    assert predictor.tokenizer.padding_side == "left"
+    sentences = [["Ada", "Lovelace", "lived", "in", "London"], ["Paris"], ["in", "London"]]
+    logits = infer(predictor, encode(predictor, Dataset.from_dict({"tokens": sentences})), progress=False)
+    for words, got in zip(sentences, logits, strict=True):
+        alone = predictor.tokenizer(words, is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            expected = predictor.model(**alone).logits[0].numpy()
+        assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)
+
+    predictor = load_predictor(classifier, device="cpu")
+    logits = infer(predictor, encode(predictor, Dataset.from_dict({"text": TEXTS})), progress=False)
+    assert np.allclose(np.stack(logits), torch.stack(one_by_one(classifier, TEXTS)).numpy(), atol=1e-5)
+
+
+def test_token_classification_needs_a_fast_tokenizer_to_predict(tmp_path, tiny_model_dir, monkeypatch):
+    from datasets import Dataset
+    from transformers import BertForTokenClassification
+
+    folder = save_tiny(tmp_path / "ner", tiny_model_dir, BertForTokenClassification, num_labels=3)
+    predictor = load_predictor(folder, device="cpu")
+    monkeypatch.setattr(type(predictor.tokenizer), "is_fast", property(lambda self: False))
+    with pytest.raises(DataError, match=r"ner \(its tokenizer\): token_classification needs a fast \(Rust\)"):
+        encode(predictor, Dataset.from_dict({"tokens": [["Ada", "lived"]]}))
 
 
 def test_adapter_folder_predicts_like_the_adapted_model(tmp_path, tiny_model_dir):

@@ -92,6 +92,29 @@ def test_l2_sp_is_zero_at_the_start_and_half_the_squared_distance_after():
     assert l2_sp_penalty(anchors).item() == pytest.approx(0.0, abs=1e-9)
 
 
+def test_l2_sp_and_mixout_leave_reinitialised_layers_alone():
+    from finetune.pipeline import freeze_model
+
+    model = pretrained_model()
+    recipe = load_recipe("base", ["reinit.top=1", "regularization.l2_sp=0.1"])
+    freeze_model(model, recipe)  # re-initialises layer.3, as prepare() does before the Trainer anchors
+    top, below = model.bert.encoder.layer[3], model.bert.encoder.layer[2]
+    assert "bert.encoder.layer.3.attention.self.query.weight" in model.new_parameters
+    assert set(HEAD) <= set(model.new_parameters)
+    anchors = pretrained_anchors(model)
+    assert not {id(p) for p in top.parameters()} & {id(p) for p, _ in anchors}
+    with torch.no_grad():
+        top.output.dense.weight.add_(1.0)  # a random layer trains freely
+    assert l2_sp_penalty(anchors).item() == 0.0
+    with torch.no_grad():
+        below.output.dense.weight.add_(0.1)
+    expected = 0.5 * 0.1**2 * below.output.dense.weight.numel()
+    assert l2_sp_penalty(anchors).item() == pytest.approx(expected, rel=1e-4)
+    swapped = apply_mixout(model, 0.5)
+    assert "bert.encoder.layer.2.output.dense" in swapped
+    assert not [name for name in swapped if name.startswith("bert.encoder.layer.3.")]
+
+
 @functools.cache
 def trained(**settings):
     """A tiny model after 10 AdamW steps (no weight decay) with these regularization settings:
@@ -329,6 +352,9 @@ def test_regularization_keys_that_conflict():
         load_recipe("base", ["regularization.swa_every=10"])
     with pytest.raises(RecipeError, match="regularization.mixout"):
         load_recipe("base", ["regularization.mixout=1.0"])
+    with pytest.raises(RecipeError, match="`rdrop` cannot be combined with `mixout`.*one weight mask"):
+        load_recipe("base", ["regularization.rdrop=1.0", "regularization.mixout=0.5"])
+    assert load_recipe("base", ["regularization.rdrop=1.0"]).regularization.rdrop == 1.0
 
 
 # --- through the real Trainer ---

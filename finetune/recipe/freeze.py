@@ -7,7 +7,9 @@ Both can be given; the frozen set is their union. `freeze.gradual` then unfreeze
 blocks top-down during training (ULMFiT: Howard & Ruder, 2018).
 """
 
+import math
 import re
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -41,7 +43,8 @@ def count_of(value: int | str, num_layers: int) -> int:
     match = _PERCENT.match(value)
     if match is None:
         raise ValueError(f"{value!r} is neither a number of layers nor a share like '50%'")
-    return int(float(match.group(1)) / 100 * num_layers)
+    # exact: in floats 29 / 100 * 100 is 28.999999999999996, which int() would round down to 28
+    return math.floor(Fraction(match.group(1)) / 100 * num_layers)
 
 
 class Selection(Section):

@@ -38,18 +38,21 @@ class RegularizationSection(Section):
     l2_sp: float = Field(0.0, ge=0)
     """L2-SP (Li et al., 2018): alpha/2 * sum (w - w0)^2 over the trainable pretrained parameters,
     w0 their values before training: pulls towards the pretrained model, not towards 0. The new head
-    is not anchored. Keeps one copy of the pretrained weights; logged as `loss_l2_sp`."""
+    and the layers `reinit:` re-initialises are not anchored. Keeps one copy of the pretrained
+    weights; logged as `loss_l2_sp`."""
 
     rdrop: float = Field(0.0, ge=0)
     """R-Drop (Liang et al., 2021): every batch goes through the model twice (different dropout), and
-    alpha x the symmetric KL divergence between the two predictions (MSE for regression) is added;
-    the task loss is the mean over both passes. About 2x the compute per step; logged as `loss_rdrop`.
-    Needs dropout in the model."""
+    alpha x the mean of the two directions of the KL divergence between the two predictions,
+    (KL(p, q) + KL(q, p)) / 2 (the squared difference for regression), is added; the task loss is
+    the mean over both passes. About 2x the compute per step; logged as `loss_rdrop`. Needs dropout
+    in the model; cannot be combined with `mixout` (both passes would share one Mixout draw)."""
 
     mixout: float = Field(0.0, ge=0, lt=1)
     """Mixout (Lee et al., 2020): in training, each weight of the pretrained linear layers is swapped
     for its pretrained value with this probability (rescaled so the expectation is unchanged). The new
-    head is left alone. Typical 0.1-0.9, often with hidden dropout set to 0."""
+    head and the re-initialised layers are left alone. Typical 0.1-0.9, often with hidden dropout
+    set to 0."""
 
     swa_start: float | None = Field(None, ge=0, lt=1)
     """Stochastic weight averaging (Izmailov et al., 2018) of the last part of the run: from this share
@@ -81,6 +84,15 @@ class RegularizationSection(Section):
             problems.append(
                 "give `clip_grad_value` or `clip_grad_norm`, not both (set clip_grad_norm to null: "
                 "base.yaml sets it to 1.0)"
+            )
+        if self.rdrop > 0 and self.mixout > 0:
+            # R-Drop stacks the two passes into one batch, and Mixout draws one weight mask per
+            # forward: both passes would share it, so R-Drop would compare a pass with (nearly) itself.
+            problems.append(
+                "`rdrop` cannot be combined with `mixout`: R-Drop runs both passes as one stacked batch, "
+                "and Mixout draws one weight mask per forward pass, so both passes would share it and "
+                "their divergence would measure only dropout (exactly 0 without dropout); set rdrop "
+                "or mixout to 0"
             )
         if self.swa_every != "epoch" and self.swa_start is None:
             problems.append("`swa_every` needs `swa_start` (when averaging begins); set both or neither")
