@@ -3,20 +3,27 @@
 Small data sets (MRPC, RTE) give results that move by points from one seed to the next
 (Dodge et al., 2020, "Fine-Tuning Pretrained Language Models: Weight Initializations, Data Orders,
 and Early Stopping"; Mosbach et al., 2021): one run says little. `finetune cv` trains one ordinary
-run per fold and seed and reports the mean and standard deviation of the validation metric.
+run per fold and seed and reports the mean and standard deviation of the held-out metric.
 
 - **Folds.** The recipe's training data (after `max_train_samples`) is split into K folds,
   stratified by label for classification (scikit-learn's `StratifiedKFold`), shuffled K-fold for
-  regression; each fold validates once on its part and trains on the others. The fold files are
+  regression; each fold is held out once while the run trains on the others. The fold files are
   written as JSON Lines into the cv folder and each run's recipe points at them, so every run folder
   reproduces with `finetune train <run>/recipe.yaml output.dir=...`. The recipe's own validation set
   is not used (when it is a held-out share of train, that share stays out).
+- **Selection never sees the held-out fold.** Early stopping and the choice of the best weights
+  are model selection: done on the held-out fold, the best of many evaluations on it is an
+  optimistic score. Each run's recipe therefore names only its training folds, and the run
+  validates on a seeded, stratified `data.validation_fraction` of them (the split every recipe
+  without a validation file gets: `split_validation` in data.py). After training, the run's final
+  weights (the restored best ones) are scored once on the held-out fold; that is the reported value.
 - **Seeds.** Each seed reshuffles the folds and re-seeds training (head initialisation, data order,
-  dropout). `--folds 1` skips the folds: the recipe's own train/validation split, once per seed.
+  dropout). `--folds 1` skips the folds: the recipe's own train/validation split, once per seed,
+  reporting the best validation value as `finetune train` does (selected on the same set).
 
     <cv>/
-      data/seed42/fold1/{train,validation}.jsonl
-      seed42-fold1/ ...          one ordinary run folder per seed and fold
+      data/seed42/fold1/{train,heldout}.jsonl
+      seed42-fold1/ ...          one ordinary run folder per seed and fold (results.json: `heldout`)
       results.csv, results.md    every run
       summary.json               mean and std per seed and overall
       cv.png                     the metric of every run, per seed, with mean +- std
@@ -38,19 +45,23 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
     from .data import TaskData
+    from .pipeline import RunResult
 
 CV_TASKS = ("classification", "regression")
+HELDOUT_PREFIX = "heldout_"
 
 
 @dataclass
 class CVRun:
     seed: int
     fold: int  # 1-based; 0 when there are no folds (--folds 1)
-    value: float | None
+    value: float | None  # the held-out fold's score (--folds 1: the best validation value)
     steps: int | None
-    train_size: int
-    validation_size: int
+    train_size: int  # rows trained on
+    heldout_size: int  # rows `value` was scored on
     run_dir: Path
+    inner_value: float | None = None  # the best value on the inner validation split (folds only)
+    inner_size: int | None = None  # rows of the inner validation split
 
 
 @dataclass
@@ -63,16 +74,24 @@ class CVSummary:
     def values(self, seed: int | None = None) -> list[float]:
         return [r.value for r in self.runs if r.value is not None and (seed is None or r.seed == seed)]
 
+    def scored_on(self) -> str:
+        if self.folds > 1:
+            return "held-out fold, once, with the weights selected on an inner validation split"
+        return "the recipe's validation set: best value, selected on the same set"
+
     def to_dict(self) -> dict[str, Any]:
         per_seed = {str(s): spread(self.values(s)) for s in self.seeds}
         seed_means = [per_seed[str(s)]["mean"] for s in self.seeds if per_seed[str(s)]["n"]]
+        inner = [r.inner_value for r in self.runs if r.inner_value is not None]
         return {
             "metric": self.metric,
             "folds": self.folds,
             "seeds": self.seeds,
+            "scored_on": self.scored_on(),
             "overall": spread(self.values()),
             "per_seed": per_seed,
             "std_of_seed_means": statistics.stdev(seed_means) if len(seed_means) > 1 else None,
+            "inner_validation": spread(inner) if self.folds > 1 else None,  # selection, not the result
         }
 
 
@@ -153,16 +172,21 @@ def write_jsonl(dataset: Dataset, labels: list[Any], rows: list[int], path: Path
     return path
 
 
-def fold_recipe(recipe: Recipe, seed: int, run_dir: Path, files: tuple[Path, Path] | None) -> Recipe:
-    """The recipe of one run: its seed, its run folder and, with folds, its fold files."""
+def fold_recipe(recipe: Recipe, seed: int, run_dir: Path, train_file: Path | None) -> Recipe:
+    """The recipe of one run: its seed, its run folder and, with folds, its training folds' file.
+
+    No validation file: the run validates (early stopping, best weights) on the seeded, stratified
+    `data.validation_fraction` of its training folds that load_task_data holds out, never on the
+    held-out fold, which only `heldout_metrics` sees, once, after training.
+    """
     data = recipe.to_yaml_dict()
     data["training"]["seed"] = seed
     data["output"]["dir"] = str(run_dir)
-    if files is not None:
+    if train_file is not None:
         data["data"].update(
             dir=None,
-            train=str(files[0].resolve()),
-            validation=str(files[1].resolve()),
+            train=str(train_file.resolve()),
+            validation=None,
             format="jsonl",
             hub=None,
             header=True,
@@ -213,24 +237,47 @@ def plan_runs(recipe: Recipe, folds: int, seeds: list[int]) -> list[dict[str, An
     return plans
 
 
-def run_recipe(recipe: Recipe, plan: dict[str, Any], folder: Path) -> Recipe:
-    """The recipe of one planned run; with folds, its fold files are written first."""
+def run_recipe(recipe: Recipe, plan: dict[str, Any], folder: Path) -> tuple[Recipe, Path | None]:
+    """The recipe of one planned run and its held-out fold's file; with folds, both files are written first."""
     seed, fold = plan["seed"], plan["fold"]
     if not fold:
-        return fold_recipe(recipe, seed, folder / f"seed{seed}", None)
+        return fold_recipe(recipe, seed, folder / f"seed{seed}", None), None
     where = folder / "data" / f"seed{seed}" / f"fold{fold}"
-    files = (
-        write_jsonl(plan["data"], plan["labels"], plan["train"], where / "train.jsonl"),
-        write_jsonl(plan["data"], plan["labels"], plan["validation"], where / "validation.jsonl"),
+    train_file = write_jsonl(plan["data"], plan["labels"], plan["train"], where / "train.jsonl")
+    heldout = write_jsonl(plan["data"], plan["labels"], plan["validation"], where / "heldout.jsonl")
+    return fold_recipe(recipe, seed, folder / f"seed{seed}-fold{fold}", train_file), heldout
+
+
+def heldout_metrics(result: RunResult, recipe: Recipe, path: Path) -> dict[str, float]:
+    """The run's final weights (the restored best ones) scored once on the held-out fold.
+
+    The file is read and its labels encoded as the run read its training data (data.py), with the
+    run's label names; `Trainer.predict` scores it with the run's own metric function. Unlike
+    `evaluate`, it reports to no callback: early stopping never sees these metrics.
+    """
+    from .data import canonical_columns, encode_labels, float_targets, read_file, tokenize
+
+    spec, trainer = recipe.data, result.trainer
+    dataset = canonical_columns(read_file(spec, path, "heldout"), spec, str(path))
+    names = result.results["labels"]
+    if names is None:
+        dataset = float_targets(dataset, "heldout", str(path))
+    else:
+        dataset = encode_labels(dataset, names, "heldout", str(path))
+    output = trainer.predict(
+        tokenize(dataset, trainer.processing_class, spec.max_length), metric_key_prefix="heldout"
     )
-    return fold_recipe(recipe, seed, folder / f"seed{seed}-fold{fold}", files)
+    noise = ("runtime", "per_second", "preparation_time")
+    return {k.removeprefix(HELDOUT_PREFIX): v for k, v in output.metrics.items() if not k.endswith(noise)}
 
 
 def cross_validate(
     recipe: Recipe, folds: int = 5, seeds: list[int] | None = None, output: Path | None = None
 ) -> tuple[CVSummary, Path]:
     """Train one run per seed and fold; write the table, summary and plot; return the summary."""
+    from .callbacks import format_metrics
     from .pipeline import say, train
+    from .runs import write_results
 
     seeds = seeds if seeds is not None else [recipe.training.seed]
     plans = plan_runs(recipe, folds, seeds)  # every check first: a refused cv leaves no folder
@@ -241,19 +288,28 @@ def cross_validate(
         seed, fold = plan["seed"], plan["fold"]
         where = f"seed {seed}" + (f", fold {fold} of {folds}" if fold else "")
         say(f"\n=== cv run {number} of {len(plans)}: {where}")
-        result = train(run_recipe(recipe, plan, folder), source=f"{where} of cv {folder}")
-        data = result.results.get("data", {})
-        summary.runs.append(
-            CVRun(
-                seed=seed,
-                fold=fold,
-                value=result.results["best"]["value"],
-                steps=result.results.get("steps"),
-                train_size=data.get("train", 0),
-                validation_size=data.get("validation", 0),
-                run_dir=result.run_dir,
-            )
+        run, heldout = run_recipe(recipe, plan, folder)
+        result = train(run, source=f"{where} of cv {folder}")
+        results, data = result.results, result.results.get("data", {})
+        done = CVRun(
+            seed=seed,
+            fold=fold,
+            value=results["best"]["value"],  # --folds 1: the recipe's validation set, as `train` reports it
+            steps=results.get("steps"),
+            train_size=data.get("train", 0),
+            heldout_size=data.get("validation", 0),
+            run_dir=result.run_dir,
         )
+        if heldout is not None:  # with folds, that best value is the inner split's: selection, not the result
+            scores = heldout_metrics(result, run, heldout)
+            examples = len(plan["validation"])
+            results["heldout"] = {"file": str(heldout), "examples": examples, "metrics": scores}
+            write_results(result.run_dir, results)
+            say(f"held-out fold ({examples} examples): {format_metrics(scores, prefix='')}")
+            done.inner_value, done.inner_size = done.value, done.heldout_size
+            done.value, done.heldout_size = scores.get(metric), examples
+        summary.runs.append(done)
+        result.trainer = None  # a finished run's model, optimizer and best weights: not kept through the next
         write_report(summary, folder)  # after every run: a stopped cv still shows what it has
     return summary, folder
 
@@ -263,9 +319,11 @@ def cross_validate(
 
 
 def write_report(summary: CVSummary, folder: Path) -> None:
-    columns = ["seed", "fold", summary.metric, "steps", "train", "validation", "run_dir"]
+    metric = summary.metric
+    columns = ["seed", "fold", metric, "steps", "train", "heldout", f"inner_{metric}", "inner", "run_dir"]
     rows = [
-        [r.seed, r.fold, r.value, r.steps, r.train_size, r.validation_size, r.run_dir.name]
+        [r.seed, r.fold, r.value, r.steps, r.train_size, r.heldout_size, r.inner_value, r.inner_size]
+        + [r.run_dir.name]
         for r in summary.runs
     ]
     with (folder / "results.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -296,8 +354,12 @@ def describe(summary: CVSummary) -> list[str]:
     shape = f"{summary.folds} folds x {seeds}" if summary.folds > 1 else seeds
     lines = [
         f"{summary.metric}: {overall['mean']:.4f} +- {overall['std']:.4f} (mean +- sample std over "
-        f"{overall['n']} runs, {shape}; min {overall['min']:.4f}, max {overall['max']:.4f})"
+        f"{overall['n']} runs, {shape}; min {overall['min']:.4f}, max {overall['max']:.4f})",
+        f"  scored on: {summary.scored_on()}",
     ]
+    inner = stats["inner_validation"]
+    if inner and inner["n"]:  # what selection saw: optimistic, shown to compare, not the result
+        lines.append(f"  best on the inner validation splits: {inner['mean']:.4f} +- {inner['std']:.4f}")
     if summary.folds > 1 and len(summary.seeds) > 1:
         for seed in summary.seeds:
             one = stats["per_seed"][str(seed)]
@@ -335,7 +397,8 @@ def plot_cv(summary: CVSummary, path: Path) -> Path | None:
     ax.set_xticks(range(len(summary.seeds)), [f"seed {s}" for s in summary.seeds])
     ax.set_xlim(-0.6, len(summary.seeds) - 0.2)
     what = f"{summary.folds}-fold CV" if summary.folds > 1 else "runs"
-    ax.set(ylabel=f"best validation {summary.metric}", title=f"{what}: dots = runs, squares = mean +- std")
+    scored = f"held-out {summary.metric}" if summary.folds > 1 else f"best validation {summary.metric}"
+    ax.set(ylabel=scored, title=f"{what}: dots = runs, squares = mean +- std")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -29,11 +29,14 @@ import itertools
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import optuna
 import yaml
+from optuna.samplers import BaseSampler
 from pydantic import ValidationError
 from transformers import TrainerCallback
 
@@ -41,16 +44,15 @@ from .errors import FinetuneError, RecipeError
 from .recipe import Recipe, parse_yaml, shipped_recipes_dir, validate_recipe
 from .recipe.loading import deep_merge
 from .recipe.sweep import RangeSpec, SweepFile
-from .sweep_report import BASE_RECIPE_FILE, label, show, write_report
-
-if TYPE_CHECKING:
-    import optuna
+from .sweep_report import BASE_RECIPE_FILE, decode, label, show, write_report
 
 SWEEP_SUFFIX = ".sweep.yaml"
 STORAGE_FILE = "study.db"
 STUDY_NAME = "finetune-sweep"
 SWEEP_FILE = "sweep.yaml"
 EVAL_PREFIX = "eval_"
+HEARTBEAT_S = 60  # a running trial's worker writes a heartbeat this often
+GRACE_PERIOD_S = 180  # a running trial whose heartbeat is older counts as dead: failed, then queued again
 
 
 class SweepError(FinetuneError):
@@ -179,15 +181,58 @@ def suggest(trial: optuna.Trial, key: str, dimension: Any) -> Any:
     return choices[trial.suggest_categorical(key, list(choices))]
 
 
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial `number`: decorrelated from its neighbours', fixed by (seed, number)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(BaseSampler):
+    """A sampler made afresh for every trial, seeded by (sweep seed, trial number).
+
+    One seeded sampler per process gives workers started together the same seed, and they would
+    propose the same points. Trial numbers are unique across the workers of a study (the storage
+    hands them out), so per-trial seeds differ between workers, and a single worker still draws the
+    same sequence from the same seed. A resumed sweep goes on with new trial numbers, so new seeds.
+    Nothing is lost by starting afresh: Optuna's samplers read what they learn (TPE's history)
+    from the study at every trial.
+    """
+
+    def __init__(self, make: Callable[[int], BaseSampler], seed: int) -> None:
+        self._make = make
+        self._seed = seed
+        self._sampler = make(seed)
+
+    def before_trial(self, study, trial):  # Optuna calls it first for every trial, before any draw
+        self._sampler = self._make(trial_seed(self._seed, trial.number))
+        self._sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        pass  # each trial is seeded by its number already (Optuna reseeds for threaded n_jobs only)
+
+
 def open_study(folder: Path, spec: SweepFile, greater_is_better: bool) -> optuna.Study:
     """Create or load the sweep's study in `<folder>/study.db` (heartbeats mark dead workers' trials failed)."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we say what happened to each trial ourselves
     with warnings.catch_warnings():  # heartbeats are marked experimental; they are what resume needs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
-            f"sqlite:///{(folder / STORAGE_FILE).resolve()}", heartbeat_interval=60, grace_period=180
+            f"sqlite:///{(folder / STORAGE_FILE).resolve()}",
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_PERIOD_S,
         )
     study = optuna.create_study(
         storage=storage,
@@ -198,12 +243,10 @@ def open_study(folder: Path, spec: SweepFile, greater_is_better: bool) -> optuna
     with warnings.catch_warnings():  # a worker that died: its `running` trial fails now, to be queued again
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    # A fresh sampler per process; a resumed sweep must not draw the same points again.
-    seed = spec.seed + len(study.trials)
     if spec.method == "tpe":
-        study.sampler = optuna.samplers.TPESampler(seed=seed)
+        study.sampler = TrialSeededSampler(lambda seed: optuna.samplers.TPESampler(seed=seed), spec.seed)
     else:  # grid trials are enqueued with fixed values; the sampler never draws for them
-        study.sampler = optuna.samplers.RandomSampler(seed=seed)
+        study.sampler = TrialSeededSampler(lambda seed: optuna.samplers.RandomSampler(seed=seed), spec.seed)
     pruning = spec.pruning
     study.pruner = (
         optuna.pruners.MedianPruner(
@@ -373,36 +416,70 @@ def run_sweep(sweep: SweepRun) -> dict[str, Any]:
     study = open_study(sweep.folder, sweep.spec, greater)
     budget, done = sweep.spec.budget(), finished_count(study)
     queued = enqueue_pending(study, sweep.spec)
+    held = running_trials(study)  # another worker's, or a killed worker's within the grace period
     say(
         f"sweep: {sweep.spec.method}, {budget} trials, optimizing {metric} ({'max' if greater else 'min'}); "
-        f"folder {sweep.folder}" + (f"; resuming: {done} finished, {queued} queued" if done or queued else "")
+        f"folder {sweep.folder}"
+        + (f"; resuming: {done} finished, {queued} queued" if done or queued else "")
+        + (f"; {len(held)} marked running" if held else "")
     )
     remaining = budget - done
     if sweep.spec.method == "grid":  # only queued combinations: the sampler must never draw a repeat
         remaining = min(remaining, queued)
     if remaining <= 0:
-        say("nothing left to run: the sweep has used its budget")
-        return write_report(study, sweep, metric, greater)
-    try:
-        study.optimize(
-            lambda trial: run_trial(trial, sweep, metric, budget),
-            n_trials=remaining,
-            catch=(TrialError,),
-            callbacks=[
-                MaxTrialsCallback(budget, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                lambda study, trial: write_report(study, sweep, metric, greater),
-            ],
-            gc_after_trial=True,
-        )
-    finally:  # stopped or not, the table shows where the sweep stands
+        say("nothing left to run" + ("" if held else ": the sweep has used its budget"))
         summary = write_report(study, sweep, metric, greater)
+    else:
+        try:
+            study.optimize(
+                lambda trial: run_trial(trial, sweep, metric, budget),
+                n_trials=remaining,
+                catch=(TrialError,),
+                callbacks=[
+                    MaxTrialsCallback(budget, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                    lambda study, trial: write_report(study, sweep, metric, greater),
+                ],
+                gc_after_trial=True,
+            )
+        finally:  # stopped or not, the table shows where the sweep stands
+            summary = write_report(study, sweep, metric, greater)
+    for line in running_notes(study, sweep):
+        say(line)
     return summary
+
+
+def running_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def running_notes(study: optuna.Study, sweep: SweepRun) -> list[str]:
+    """The trials a session leaves alone because they are marked running, and what to do about them.
+
+    A worker killed outright (SIGKILL, a lost machine) cannot mark its trial failed; Optuna fails it
+    once its heartbeat is GRACE_PERIOD_S old. Until then it cannot be told from a live worker's
+    trial, so a resume in between skips it: this says so, rather than ending as if the sweep were done.
+    """
+    lines = []
+    for trial in running_trials(study):
+        values = trial.params or trial.system_attrs.get("fixed_params", {})  # queued values until it draws
+        shown = ", ".join(f"{k}={show(v)}" for k, v in decode(sweep.spec, values).items())
+        lines.append(f"trial {trial.number} ({shown}) is marked running; this session did not run it")
+    if lines:
+        again = (
+            "runs it again" if sweep.spec.method == "grid" else "runs its values again if the budget has room"
+        )
+        lines.append(
+            f"  another worker is running it, or its worker was killed: a running trial counts as alive until "
+            f"its last heartbeat is {GRACE_PERIOD_S} s old. If no worker is running it, "
+            f"`finetune sweep --resume {sweep.folder}` started after that {again}."
+        )
+    return lines
 
 
 def run_trial(trial: optuna.Trial, sweep: SweepRun, metric: str, budget: int) -> float:
     """One trial: the recipe with this trial's values, trained into `<sweep>/trial-NNN`."""
-    import optuna
-
     from .faults import RunInterrupted, TrainingDiverged
     from .pipeline import say, train
     from .runs import RESULTS_FILE

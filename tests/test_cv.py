@@ -1,13 +1,14 @@
 """Cross-validation: folds partition the data and keep the label mix; one run per fold and seed;
-mean and spread; every fold run is an ordinary, reproducible run folder."""
+selection on an inner split, one score on the held-out fold; mean and spread; every fold run is an
+ordinary, reproducible run folder."""
 
 import csv
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 from conftest import GLUE, needs_glue
+from transformers import TrainerCallback
 
 from finetune.cli import main
 from finetune.cv import CVRun, CVSummary, cross_validate, fold_indices, spread
@@ -80,29 +81,42 @@ def test_cross_validation_on_a_tiny_model(short_recipe, tmp_path):
     for run in summary.runs:  # ordinary run folders, on the fold files, reproducible from their recipe
         recipe = load_recipe(run.run_dir / "recipe.yaml")
         assert recipe.training.seed == run.seed
+        assert recipe.data.validation is None  # the run validates on a share of its training folds
         results = json.loads((run.run_dir / "results.json").read_text())
-        assert results["data"]["train"] == run.train_size == 32  # 48 rows: 2 of 3 folds
-        assert results["data"]["validation"] == run.validation_size == 16
-        assert results["best"]["value"] == run.value
-        held = [json.loads(line) for line in Path(recipe.data.validation).read_text().splitlines()]
+        # 48 rows: 32 in 2 of 3 folds, of which 10% (4, stratified) validate; 16 held out
+        assert results["data"]["train"] == run.train_size == 28
+        assert results["data"]["validation"] == run.inner_size == 4
+        assert results["best"]["value"] == run.inner_value
+        assert results["heldout"]["examples"] == run.heldout_size == 16
+        assert results["heldout"]["metrics"]["accuracy"] == run.value
+        heldout = folder / "data" / f"seed{run.seed}" / f"fold{run.fold}" / "heldout.jsonl"
+        assert results["heldout"]["file"] == str(heldout)
+        held = [json.loads(line) for line in heldout.read_text().splitlines()]
         assert sorted(r["label"] for r in held) == ["neg"] * 8 + ["pos"] * 8  # stratified: 50/50 as in train
 
     for seed in (0, 1):  # per seed, the validation folds partition the training data
         texts = []
         for fold in (1, 2, 3):
-            path = folder / "data" / f"seed{seed}" / f"fold{fold}" / "validation.jsonl"
+            path = folder / "data" / f"seed{seed}" / f"fold{fold}" / "heldout.jsonl"
             texts += [json.loads(line)["text"] for line in path.open()]
         assert len(texts) == 48
 
     rows = list(csv.DictReader((folder / "results.csv").open()))
-    assert len(rows) == 6 and rows[0].keys() >= {"seed", "fold", "accuracy", "run_dir"}
+    assert len(rows) == 6 and rows[0].keys() >= {"seed", "fold", "accuracy", "inner_accuracy", "run_dir"}
+    assert [float(r["accuracy"]) for r in rows] == [r.value for r in summary.runs]
     stats = json.loads((folder / "summary.json").read_text())
     values = [r.value for r in summary.runs]
-    assert stats["overall"]["n"] == 6
-    assert stats["overall"]["mean"] == pytest.approx(statistics.fmean(values))
+    assert stats["overall"]["n"] == 6 and stats["scored_on"].startswith("held-out fold")
+    assert stats["overall"]["mean"] == pytest.approx(statistics.fmean(values))  # the headline: held-out
     assert stats["overall"]["std"] == pytest.approx(statistics.stdev(values))
+    assert stats["inner_validation"]["mean"] == pytest.approx(
+        statistics.fmean(r.inner_value for r in summary.runs)
+    )
     assert (folder / "cv.png").stat().st_size > 10_000
-    assert "+-" in (folder / "results.md").read_text()
+    assert (
+        "+-" in (folder / "results.md").read_text()
+        and "inner validation" in (folder / "results.md").read_text()
+    )
 
     with pytest.raises(FinetuneError, match="already exists"):
         cross_validate(short_recipe, folds=3, output=folder)
@@ -170,11 +184,81 @@ def test_cv_on_mrpc_sentence_pairs(tmp_path):
     )
     summary, folder = cross_validate(recipe, folds=2, output=tmp_path / "cv")
     assert [r.fold for r in summary.runs] == [1, 2]
-    assert sum(r.validation_size for r in summary.runs) == 40
-    first = json.loads(
-        (folder / "data" / "seed42" / "fold1" / "validation.jsonl").read_text().splitlines()[0]
-    )
+    assert sum(r.heldout_size for r in summary.runs) == 40
+    first = json.loads((folder / "data" / "seed42" / "fold1" / "heldout.jsonl").read_text().splitlines()[0])
     assert set(first) == {"text", "text_pair", "label"} and first["label"] in (0, 1)  # pairs, numeric labels
     run = load_recipe(summary.runs[0].run_dir / "recipe.yaml")
     assert (run.data.text, run.data.text_pair, run.data.label) == ("text", "text_pair", "label")
     assert all(r.value is not None for r in summary.runs)
+
+
+class Recorder(TrainerCallback):
+    """The texts of every evaluation (early stopping's input) and every prediction of a run."""
+
+    def __init__(self):
+        self.evaluated, self.predicted = [], []
+
+    @staticmethod
+    def texts(loader, tokenizer):
+        return sorted(tokenizer.decode(ids, skip_special_tokens=True) for ids in loader.dataset["input_ids"])
+
+    def on_evaluate(self, args, state, control, eval_dataloader=None, processing_class=None, **kwargs):
+        self.evaluated.append(self.texts(eval_dataloader, processing_class))
+
+    def on_predict(
+        self, args, state, control, metrics, eval_dataloader=None, processing_class=None, **kwargs
+    ):
+        self.predicted.append((self.texts(eval_dataloader, processing_class), metrics))
+
+
+def test_selection_never_sees_the_held_out_fold(short_recipe, tmp_path, monkeypatch):
+    """Early stopping and the best weights see only the inner split; the held-out fold is scored
+    once, after training, and that score (of the restored best weights) is what cv reports."""
+    import torch
+    from conftest import NEGATIVE, POSITIVE, write_rows
+
+    import finetune.pipeline
+
+    rows = [{"text": f"{t} {i}".lower(), "label": "pos"} for i, t in enumerate(POSITIVE * 3)]
+    rows += [{"text": f"{t} {i}".lower(), "label": "neg"} for i, t in enumerate(NEGATIVE * 3)]
+    train_file = write_rows(tmp_path / "unique.csv", rows)  # 36 distinct texts: rows can be told apart
+    data = short_recipe.to_yaml_dict()
+    data["data"]["train"] = str(train_file)
+    data["evaluation"]["before_training"] = True  # the baseline evaluation too
+    recipe = validate_recipe(data)
+
+    runs, real_train = [], finetune.pipeline.train
+
+    def recording_train(run_recipe, source=None, callbacks=None):
+        recorder = Recorder()
+        result = real_train(run_recipe, source=source, callbacks=[*(callbacks or []), recorder])
+        runs.append((recorder, result.trainer.model, result.trainer.processing_class))
+        return result
+
+    monkeypatch.setattr(finetune.pipeline, "train", recording_train)
+    summary, folder = cross_validate(recipe, folds=3, seeds=[0], output=tmp_path / "cv")
+
+    for run, (recorder, model, tokenizer) in zip(summary.runs, runs):
+        where = folder / "data" / "seed0" / f"fold{run.fold}"
+        held = sorted(json.loads(line)["text"] for line in (where / "heldout.jsonl").open())
+        train_texts = {json.loads(line)["text"] for line in (where / "train.jsonl").open()}
+        # before, during (2 steps) and after training: always the same inner split of the training folds
+        assert len(recorder.evaluated) == 4
+        inner = recorder.evaluated[0]
+        assert all(texts == inner for texts in recorder.evaluated)
+        assert len(inner) == run.inner_size == 3 and set(inner) <= train_texts and not set(inner) & set(held)
+        # the held-out fold: scored exactly once, and that is the reported value
+        assert len(recorder.predicted) == 1
+        predicted, metrics = recorder.predicted[0]
+        assert predicted == held and run.heldout_size == 12
+        assert run.value == metrics["heldout_accuracy"]
+
+        # the same number, by hand, from the weights the run ended with (the restored best ones)
+        names = json.loads((run.run_dir / "results.json").read_text())["labels"]
+        gold = [json.loads(line) for line in (where / "heldout.jsonl").open()]
+        model.eval()
+        with torch.no_grad():
+            batch = tokenizer([g["text"] for g in gold], padding=True, truncation=True, max_length=16)
+            logits = model(**{k: torch.tensor(v) for k, v in batch.items()}).logits
+        hits = [names[i] == g["label"] for i, g in zip(logits.argmax(-1).tolist(), gold)]
+        assert run.value == pytest.approx(sum(hits) / len(hits))

@@ -434,3 +434,92 @@ def test_readme_sweep_example_is_a_valid_sweep_for_the_demo_recipe():
     spec = validate_sweep_file(parse_yaml(block, "README"), "README")
     check_space(load_recipe("demo"), spec, "README")
     assert spec.method == "tpe" and len(spec.space) == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Several workers, and workers that die
+
+
+def proposals(studies, spec, count):
+    """Trials asked of the studies in turn, as workers sharing a storage would; each one's drawn values."""
+    from finetune.sweep import suggest
+
+    drawn = []
+    for i in range(count):
+        study = studies[i % len(studies)]
+        trial = study.ask()
+        drawn.append(tuple(suggest(trial, key, dim) for key, dim in spec.space.items()))
+        study.tell(trial, 0.1 * i)
+    return drawn
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_workers_started_together_draw_different_points_and_one_worker_repeats_its_seed(method, tmp_path):
+    from finetune.sweep import open_study
+
+    spec = sweep_spec(
+        method=method,
+        trials=6,
+        space={
+            "optimizer.lr": {"log_uniform": [1e-5, 1e-2]},
+            "schedule.name": ["linear", "cosine", "constant"],
+        },
+    )
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    # two workers that opened the study at the same moment (both saw no trials yet), asking alternately
+    workers = [open_study(shared, spec, greater_is_better=True) for _ in range(2)]
+    drawn = proposals(workers, spec, 6)
+    assert len({lr for lr, _ in drawn}) == 6  # TPE's start-up draws are random too: all differ
+
+    alone = []
+    for name in ("a", "b"):  # one worker, the same seed: the same sequence
+        (tmp_path / name).mkdir()
+        alone.append(proposals([open_study(tmp_path / name, spec, greater_is_better=True)], spec, 6))
+    assert alone[0] == alone[1]
+    (tmp_path / "c").mkdir()
+    other_seed = spec.model_copy(update={"seed": 1})
+    assert proposals([open_study(tmp_path / "c", other_seed, greater_is_better=True)], spec, 6) != alone[0]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_killed_workers_trial_is_reported_until_the_grace_period_fails_it(
+    short_recipe, tmp_path, monkeypatch, capsys
+):
+    import time
+
+    import finetune.pipeline
+    import finetune.sweep
+    from finetune.sweep import enqueue_pending, open_study, suggest
+
+    spec = sweep_spec(method="grid", pruning={"enabled": False}, space={"optimizer.lr": [1e-4, 1e-3]})
+    folder = tmp_path / "sweep"
+    sweep = start_sweep(short_recipe, spec, folder, "s.yaml")
+    study = open_study(folder, spec, greater_is_better=False)  # a worker that takes lr=1e-4 ...
+    enqueue_pending(study, spec)
+    killed = study.ask()
+    suggest(killed, "optimizer.lr", spec.space["optimizer.lr"])
+    study._storage.record_heartbeat(killed._trial_id)  # ... and is killed (SIGKILL) mid-trial
+
+    seen = []
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.4], seen))
+    run_sweep(sweep)  # resumed at once: the trial's heartbeat is fresh, it may be another worker's
+    assert seen == [1e-3]
+    out = capsys.readouterr().out
+    assert "1 marked running" in out
+    assert "trial 0 (optimizer.lr=0.0001) is marked running; this session did not run it" in out
+    assert f"`finetune sweep --resume {folder}` started after that runs it again" in out
+    assert "180 s" in out
+
+    run_sweep(reopen_sweep(folder))  # still within the grace period: nothing to run, but not "done"
+    out = capsys.readouterr().out
+    assert "nothing left to run\n" in out and "used its budget" not in out and "trial 0 (" in out
+
+    monkeypatch.setattr(finetune.sweep, "GRACE_PERIOD_S", 1)
+    time.sleep(2.1)  # the heartbeat is now older than the grace period: the trial counts as dead
+    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.3], seen))
+    run_sweep(reopen_sweep(folder))
+    assert seen == [1e-3, 1e-4] and "marked running" not in capsys.readouterr().out
+    done = sorted(float(r["optimizer.lr"]) for r in read_table(folder) if r["state"] == "complete")
+    assert done == [1e-4, 1e-3]

@@ -143,7 +143,8 @@ class SweepFile(Section):
     """Whether larger (`max`) or smaller (`min`) is better; `auto` is min for loss/mse, max otherwise."""
 
     seed: int = 0
-    """Seed of the random and TPE samplers (a resumed sweep continues from seed + trials so far)."""
+    """Seed of the random and TPE samplers: trial N draws from (seed, N), so workers sharing a sweep
+    do not repeat each other's draws and a resumed sweep draws new ones."""
 
     pruning: PruningSection = Field(default_factory=PruningSection)
 
