@@ -234,6 +234,18 @@ def class_names_for_ids(dataset: Dataset, column: str, key: str | int, source: s
     return dataset.map(names, batched=True, features=features)
 
 
+def declared_class_names(dataset: Dataset, column: str | int) -> list[str] | None:
+    """The class names a `ClassLabel` column declares (hub datasets), in id order, or None.
+
+    They are the label vocabulary as they stand: sorting them would give the model other ids than
+    the data set's (MNLI: 0 entailment, 1 neutral, 2 contradiction).
+    """
+    from datasets import ClassLabel
+
+    feature = dataset.features.get(column) if isinstance(column, str) else None
+    return list(feature.names) if isinstance(feature, ClassLabel) else None
+
+
 def _check_not_empty(dataset: Dataset, split: str, source: str) -> None:
     if len(dataset) == 0:
         raise DataError(f"data.{split}: {source} has no rows")
@@ -384,6 +396,7 @@ def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
             "or `data.hub.name` (a hub dataset), e.g. `finetune train RECIPE data.train=train.csv`"
         )
     raw, sources = _read_splits(spec)
+    declared = declared_class_names(raw["train"], spec.label)  # hub ClassLabel names, in id order
     train = canonical_columns(raw["train"], spec, sources["train"])
     _check_not_empty(train, "train", sources["train"])
     validation = None
@@ -393,7 +406,7 @@ def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
 
     label_names = None
     if task == "classification":
-        label_names = label_vocabulary(train, sources["train"])
+        label_names = declared or label_vocabulary(train, sources["train"])
         if len(label_names) < 2:
             raise DataError(
                 f"data.label: the training data has a single label {label_names} in column "

@@ -125,6 +125,10 @@ def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
     )
 
 
+# Parameter-group keys that come from the recipe (optimizer.*): a resume re-applies them.
+RECIPE_GROUP_SETTINGS = ("initial_lr", "weight_decay", "betas", "eps", "momentum", "nesterov")
+
+
 class RecipeTrainer(Trainer):
     """A `transformers.Trainer` whose optimizer, LR schedule and loss come from a recipe."""
 
@@ -286,12 +290,12 @@ class RecipeTrainer(Trainer):
         if checkpoint is None:
             return super()._load_optimizer_and_scheduler(checkpoint)
         restore_training_state(self, Path(checkpoint))  # callbacks first: e.g. unfrozen blocks
-        # The recipe's group settings (peak LRs, weight decay, betas, ...): loading the optimizer state
-        # would bring back the checkpoint's, and a change resumed with --allow-recipe-change must apply.
+        # The group settings the recipe sets (peak LRs, weight decay, betas, ...): loading the optimizer
+        # state would bring back the checkpoint's, and a change resumed with --allow-recipe-change must
+        # apply. Only those: other group keys may be an optimizer's running state.
         optimizer = innermost(self.optimizer)
-        settings = [
-            {k: v for k, v in group.items() if k not in ("params", "lr")} for group in optimizer.param_groups
-        ]
+        recipe_keys = {*RECIPE_GROUP_SETTINGS, *self.recipe.optimizer.kwargs}
+        settings = [{k: v for k, v in group.items() if k in recipe_keys} for group in optimizer.param_groups]
         super()._load_optimizer_and_scheduler(checkpoint)
         for group, recipe_settings in zip(optimizer.param_groups, settings):
             group.update(recipe_settings)

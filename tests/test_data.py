@@ -171,13 +171,13 @@ def test_null_text_is_an_error_naming_column_and_row(tmp_path):
         load(train=str(path), validation=str(path))
 
 
-def hub_splits(monkeypatch, train_labels, validation_labels):
+def hub_splits(monkeypatch, train_labels, validation_labels, names=("negative", "positive")):
     """In-memory datasets with a ClassLabel column, served by `load_hub` (what the hub path reads)."""
     from datasets import ClassLabel, Dataset, Features, Value
 
     import finetune.data
 
-    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=list(names))})
 
     def split(labels):
         return Dataset.from_dict(
@@ -195,6 +195,16 @@ def test_hub_class_label_ids_become_their_names(monkeypatch):
     assert data.train["labels"] == [0, 1, 1, 0, 1]
     assert data.validation["labels"] == [1, 0]
     assert data.sources["train"] == "glue/sst2[train]"
+
+
+def test_hub_class_names_keep_the_data_sets_ids(monkeypatch):
+    """Not sorted: the model's label ids are the data set's (MNLI's order is not alphabetical)."""
+    names = ("entailment", "neutral", "contradiction")
+    hub_splits(monkeypatch, [0, 1, 2, 2, 0], [2, 1], names=names)
+    data = load(hub={"name": "nyu-mll/glue", "config": "mnli"}, text="sentence")
+    assert data.label_names == list(names)
+    assert data.train["labels"] == [0, 1, 2, 2, 0]
+    assert data.validation["labels"] == [2, 1]
 
 
 def test_hub_unlabelled_split_is_an_error(monkeypatch):
