@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -102,14 +103,18 @@ def test_a_repeated_signal_within_the_grace_period_is_the_same_request(monkeypat
     guard = FaultGuard(GuardsSection(), "classification")
     guard.install_signal_handlers()
     try:
-        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: the run is asked to stop
-        os.kill(os.getpid(), signal.SIGINT)  # e.g. torchrun forwarding the terminal's Ctrl-C
+        # Sent to the main thread itself: a process-directed kill() may land on one of torch's
+        # threads, and the Python handler then runs only at some later point of the main thread.
+        main = threading.main_thread().ident
+        signal.pthread_kill(main, signal.SIGINT)  # no KeyboardInterrupt: the run is asked to stop
+        signal.pthread_kill(main, signal.SIGINT)  # e.g. torchrun forwarding the terminal's Ctrl-C
         assert guard.signal_received == signal.SIGINT
         later = time.monotonic() + 10
         monkeypatch.setattr(time, "monotonic", lambda: later)
         with pytest.raises(KeyboardInterrupt):  # the user insists: abort now
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.1)
+            signal.pthread_kill(main, signal.SIGINT)
+            for _ in range(100):  # the re-raised signal's handler runs at the next bytecode check
+                time.sleep(0.001)
     finally:
         guard.restore_signal_handlers()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

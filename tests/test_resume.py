@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
+import threading
 
 import pytest
 import torch
@@ -36,7 +36,7 @@ class SigtermAt(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)  # to this thread
 
 
 class StepCounter(TrainerCallback):
