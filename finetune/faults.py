@@ -86,10 +86,17 @@ class FaultGuard(TrainerCallback):
     # -- signals -----------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """Catch SIGINT/SIGTERM (main thread only; elsewhere Python does not allow it)."""
+        """Catch SIGINT/SIGTERM (main thread only; elsewhere Python does not allow it).
+
+        A signal the process was told to ignore stays ignored: a shell without job control starts
+        background jobs (`finetune train ... &` in a script) with SIGINT ignored, so that the
+        terminal's Ctrl-C stops the script, not its jobs.
+        """
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def restore_signal_handlers(self) -> None:

@@ -99,7 +99,16 @@ def test_divergence_metric_must_be_a_task_metric(tiny_recipe):
         validate_recipe(tiny_recipe)
 
 
-def test_a_repeated_signal_within_the_grace_period_is_the_same_request(monkeypatch):
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler, whatever the test process inherited (a background job started
+    by a shell without job control begins with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_repeated_signal_within_the_grace_period_is_the_same_request(monkeypatch, default_sigint):
     guard = FaultGuard(GuardsSection(), "classification")
     guard.install_signal_handlers()
     try:
@@ -118,6 +127,22 @@ def test_a_repeated_signal_within_the_grace_period_is_the_same_request(monkeypat
     finally:
         guard.restore_signal_handlers()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_signal_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    guard = FaultGuard(GuardsSection(), "classification")
+    try:
+        guard.install_signal_handlers()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == guard._on_signal  # the other one is caught
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(0.01)
+        assert guard.signal_received is None
+    finally:
+        guard.restore_signal_handlers()
+        signal.signal(signal.SIGINT, previous)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_the_signal_handler_writes_to_stderr_unbuffered_not_to_stdout(capfd, monkeypatch):
