@@ -131,6 +131,7 @@ def test_a_repeated_signal_within_the_grace_period_is_the_same_request(monkeypat
 
 def test_an_ignored_signal_stays_ignored():
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     guard = FaultGuard(GuardsSection(), "classification")
     try:
         guard.install_signal_handlers()
@@ -142,7 +143,8 @@ def test_an_ignored_signal_stays_ignored():
     finally:
         guard.restore_signal_handlers()
         signal.signal(signal.SIGINT, previous)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the guard put its own back
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def test_the_signal_handler_writes_to_stderr_unbuffered_not_to_stdout(capfd, monkeypatch):
