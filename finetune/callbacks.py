@@ -26,8 +26,10 @@ class EarlyStopping(TrainerCallback):
 
     Patience counts evaluations (not epochs). An improvement must beat the best value by more
     than `min_delta` (absolute, or a fraction of the best when `relative`). The evaluation before
-    training (step 0) is reported but does not count. With `enabled=False` the run is never
-    stopped early, but the best evaluated weights are still restored at the end.
+    training (step 0) makes the starting weights the first candidate: a run that only gets worse
+    (a diverging LR) ends with the weights it started from, never with damaged ones marked best;
+    it does not count towards patience. With `enabled=False` the run is never stopped early, but
+    the best evaluated weights are still restored at the end.
     """
 
     def __init__(
@@ -64,20 +66,31 @@ class EarlyStopping(TrainerCallback):
             return value > self.best + margin
         return value < self.best - margin
 
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if state.global_step == 0 or self.training_over:  # baselines and re-checks are not candidates
-            return
+    def watched_value(self, metrics: dict[str, float] | None) -> float:
         key = EVAL_PREFIX + self.metric
         if key not in (metrics or {}):
             reported = sorted(k[len(EVAL_PREFIX) :] for k in (metrics or {}) if k.startswith(EVAL_PREFIX))
             raise FinetuneError(
                 f"early_stopping.metric: evaluation did not report '{self.metric}' (it reported: {', '.join(reported)})"
             )
-        value = float(metrics[key])
+        return float(metrics[key])
+
+    def keep(self, value: float, state: Any, model: Any) -> None:
+        """Make these weights the best so far (a CPU copy, restored at the end)."""
+        self.best, self.best_step, self.best_epoch = value, state.global_step, state.epoch or 0.0
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if self.training_over:  # the re-check of the restored weights is not a candidate
+            return
+        value = self.watched_value(metrics)
+        if state.global_step == 0:  # the starting weights: a candidate that costs no patience
+            if self.best is None and math.isfinite(value):
+                self.keep(value, state, model)
+            return
         if self.is_improvement(value):
-            self.best, self.best_step, self.best_epoch = value, state.global_step, state.epoch
+            self.keep(value, state, model)
             self.evaluations_without_improvement = 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             return
         self.evaluations_without_improvement += 1
         if self.enabled and self.evaluations_without_improvement >= self.patience:

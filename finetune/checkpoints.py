@@ -142,6 +142,8 @@ def recipe_differences(before: dict[str, Any], after: dict[str, Any], prefix: st
         if path in RESUME_MAY_CHANGE:
             continue
         old, new = before.get(key), after.get(key)
+        if new == "auto":  # resolves to the run's own value (defaults.adopt_resolved)
+            continue
         if isinstance(old, dict) and isinstance(new, dict):
             lines += recipe_differences(old, new, f"{path}.")
         elif old != new:

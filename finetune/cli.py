@@ -131,10 +131,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_schedule(args: argparse.Namespace) -> int:
+    from .defaults import resolve_for_planning
     from .recipe import load_recipe
-    from .schedule_plot import describe, plot_schedule, run_length, schedule_curves
+    from .schedule_plot import describe, planned_examples, plot_schedule, run_length, schedule_curves
 
     recipe = load_recipe(args.recipe, args.overrides)
+    resolution = resolve_for_planning(recipe, planned_examples(recipe))
+    for note in resolution.notes:
+        print(note)
+    recipe = resolution.recipe
     length = run_length(recipe, args.steps, args.steps_per_epoch)
     curves = schedule_curves(recipe, length)
     for line in describe(recipe, curves, length):
@@ -183,7 +188,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
             print(f"finetune: error: no '{args.pick}' suggestion, so --write wrote nothing", file=sys.stderr)
             return 1
         note = f"optimizer.lr {lr:.3g}: the '{args.pick}' suggestion of `finetune lr-find` ({folder})"
-        print(f"wrote {write_recipe_with_lr(recipe, lr, Path(args.write), note)} (optimizer.lr {lr:.3g})")
+        print(
+            f"wrote {write_recipe_with_lr(recipe, lr, Path(args.write), note, test.reference_lr)} (optimizer.lr {lr:.3g})"
+        )
     return 0
 
 

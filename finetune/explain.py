@@ -211,17 +211,20 @@ def explain(
     """Print what `recipe` will do to its model (no training); write the plot unless `plot` is None."""
     from .adapters import add_adapters
     from .anatomy import model_anatomy
+    from .defaults import resolve_auto
     from .modeling import load_model
     from .optim import param_groups
     from .pipeline import freeze_model
     from .reinit import reinit_blocks
 
+    labels, examples = (num_labels, None) if num_labels is not None else read_data(recipe)
+    model = load_model(recipe.model, labels, None, recipe.regularization)
+    resolution = resolve_auto(recipe, model.config, examples)  # what `auto` becomes for this model
+    recipe = resolution.recipe
     if show_recipe:
         print("# resolved recipe")
         print(yaml.safe_dump(recipe.to_yaml_dict(), sort_keys=False), end="")
-    labels, examples = (num_labels, None) if num_labels is not None else read_data(recipe)
     total_steps, per_epoch, source = plan_steps(recipe, examples, steps)
-    model = load_model(recipe.model, labels, None, recipe.regularization)
     summary = freeze_model(model, recipe)
     add_adapters(model, recipe.peft, recipe.model.task, summary.frozen_blocks)  # peft: blocks show adapters
     try:
@@ -247,7 +250,7 @@ def explain(
         schedule=schedule_points(recipe, total_steps, recipe.optimizer.lr, per_epoch),
         total_steps=total_steps,
         steps_source=source,
-        notes=summary.notes,
+        notes=[*resolution.notes, *summary.notes],
     )
     print_explanation(recipe, model, labels, result)
     if plot is not None and rows:

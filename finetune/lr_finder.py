@@ -49,6 +49,7 @@ class RangeTest:
     smoothed: list[float]  # bias-corrected EMA of the loss
     stop_reason: str
     suggestions: dict[str, float | None] = field(default_factory=dict)  # "steepest", "min/10"
+    reference_lr: float | None = None  # the recipe's optimizer.lr the groups' ratios are measured from
 
     @property
     def min_loss_lr(self) -> float | None:
@@ -227,7 +228,7 @@ def find_lr(
     except FinetuneError:
         shutil.rmtree(folder, ignore_errors=True)  # a refused start leaves nothing behind
         raise
-    trainer, frozen, data = run.trainer, run.frozen, run.data
+    trainer, frozen, data, recipe = run.trainer, run.frozen, run.data, run.recipe  # `auto` resolved
     _remove_if_empty(folder / "checkpoints")  # the Trainer makes its output folder; we save nothing there
     accumulation = trainer.args.gradient_accumulation_steps
     say(
@@ -250,6 +251,7 @@ def find_lr(
             accumulation=accumulation,
             progress=progress,
         )
+    test.reference_lr = recipe.optimizer.lr
     write_csv(test, folder / CSV_FILE)
     plot_range_test(test, folder / PLOT_FILE, title=f"LR range test: {recipe.name or 'recipe'}")
     return test, folder
@@ -361,18 +363,21 @@ def plot_range_test(result: RangeTest, path: Path, title: str = "LR range test")
     return path
 
 
-def write_recipe_with_lr(recipe: Recipe, lr: float, path: Path, note: str) -> Path:
+def write_recipe_with_lr(
+    recipe: Recipe, lr: float, path: Path, note: str, reference_lr: float | None = None
+) -> Path:
     """A resolved copy of `recipe` with `optimizer.lr` set (and no fixed `output.dir`).
 
     The range test scaled every parameter group by `lr / optimizer.lr`, explicit `layer_lr.lrs`
     included, so those are scaled by the same factor: the written recipe trains what was tested.
+    `reference_lr` is the optimizer.lr the test ran with (what `optimizer.lr: auto` resolved to).
     """
     from .recipe import validate_recipe
 
     data = recipe.to_yaml_dict()
     data["optimizer"]["lr"] = float(f"{lr:.3g}")
     data["output"]["dir"] = None
-    factor = lr / recipe.optimizer.lr
+    factor = lr / (reference_lr or recipe.optimizer.lr)
     explicit = data.get("layer_lr", {}).get("lrs") or {}
     if explicit:
         data["layer_lr"]["lrs"] = {block: float(f"{value * factor:.3g}") for block, value in explicit.items()}

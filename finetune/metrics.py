@@ -240,6 +240,7 @@ def metrics_function(
         logits, labels = prediction.predictions, prediction.label_ids
         if isinstance(logits, tuple):
             logits = logits[0]
+        compute.last_outputs = logits  # the latest evaluation's outputs (learning_check.py reads them)
         metrics = task_metrics(task, logits, labels, num_labels, threshold, label_names)
         predictions = decisions(task, logits, threshold)
         for metric in extras:
@@ -248,4 +249,5 @@ def metrics_function(
                     metrics[key] = float(value)
         return metrics
 
+    compute.last_outputs = None
     return compute

@@ -15,12 +15,14 @@ from typing import Any, NoReturn
 
 from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
-from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
+from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints, saved_recipe
 from .data import LABEL, TaskData, load_task_data, tokenize
-from .distributed import is_main_process, quiet_unless_main, replica_fingerprints
+from .defaults import adopt_resolved, resolve_auto
+from .distributed import is_main_process, process_count, quiet_unless_main, replica_fingerprints
 from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
+from .learning_check import Baseline, constant_baseline, learning_verdict, prediction_spread, warning_text
 from .metrics import check_reported_metric, check_watched_metric, metrics_function
 from .modeling import check_max_length, load_model, load_tokenizer
 from .plots import plot_run
@@ -34,6 +36,7 @@ from .runs import (
     peak_rss_mb,
     read_metrics,
     record_data_files,
+    write_recipe,
     write_results,
 )
 from .token_data import token_collator, tokenize_words
@@ -153,6 +156,7 @@ def check_evaluation_cadence(recipe: Recipe, planned_steps: int) -> None:
 class Prepared:
     """Everything a run needs, built and checked before the first optimizer step."""
 
+    recipe: Recipe  # with every `auto` value resolved (defaults.py)
     data: TaskData
     model: Any
     frozen: FreezeSummary
@@ -160,6 +164,7 @@ class Prepared:
     early: EarlyStopping
     metric: str
     adapted: Any = None  # the peft wrapper of `model` when `peft:` is on (used to save)
+    baseline: Baseline | None = None  # the constant answer's validation metrics (learning_check.py)
 
 
 def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -> Prepared:
@@ -179,6 +184,10 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     tokenizer = load_tokenizer(recipe.model)
     model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
     check_max_length(recipe.data.max_length, model.config, tokenizer, recipe.model.name)
+    resolution = resolve_auto(recipe, model.config, len(data.train), process_count())
+    recipe = resolution.recipe
+    for note in resolution.notes:
+        say(note)
     head = list(getattr(model, "new_parameters", []))  # reinit adds its blocks; the notes name those
     frozen = freeze_model(model, recipe)
     adapted = add_adapters(model, recipe.peft, task, frozen.frozen_blocks)
@@ -204,8 +213,26 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     if recipe.evaluation.extra_metrics:  # what they report is known only once they run
         sample = data.validation.select(range(min(len(data.validation), 64)))
         check_reported_metric(metric, task, data.num_labels, trainer.compute_metrics, list(sample[LABEL]))
+    baseline = constant_baseline(
+        task,
+        data.train[LABEL],
+        data.validation[LABEL],
+        data.num_labels,
+        trainer.compute_metrics,
+        data.label_names,
+    )
+    if baseline is not None:
+        say(f"constant answer, {baseline.answer}: {format_metrics(baseline.metrics)}")
     return Prepared(
-        data=data, model=model, frozen=frozen, trainer=trainer, early=early, metric=metric, adapted=adapted
+        baseline=baseline,
+        recipe=recipe,
+        data=data,
+        model=model,
+        frozen=frozen,
+        trainer=trainer,
+        early=early,
+        metric=metric,
+        adapted=adapted,
     )
 
 
@@ -229,12 +256,17 @@ def train(
     run_dir, point, changes = open_run_dir(recipe, source, resume, allow_recipe_change)
     say(f"run folder: {run_dir}" + (f" (resuming from {point.checkpoint.name})" if point else ""))
     guard = FaultGuard(recipe.guards, recipe.model.task)
+    if point is not None:  # `auto` keys take the values the run was started with
+        recipe = adopt_resolved(recipe, saved_recipe(run_dir))
     try:
         run = prepare(recipe, run_dir, [CheckpointCadence(recipe.checkpoints), guard, *(callbacks or [])])
     except FinetuneError:
         if point is None and is_main_process():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    if run.recipe is not recipe and is_main_process():  # recipe.yaml records the values used
+        write_recipe(run_dir, run.recipe, source)
+    recipe = run.recipe
     trainer, early = run.trainer, run.early
     check_data_files(run_dir, run.data.sources, resumed=point is not None)
     if run.frozen.unfreezing is not None:  # DDP does not average layers unfrozen after it wrapped the model
@@ -265,6 +297,9 @@ def train(
         say(f"{trainer.swa.describe()}: {format_metrics(final)}")
     elif early.restored:
         say(f"after training (best weights, step {early.best_step}): {format_metrics(final)}")
+    check = check_learning(run, final, initial)
+    if not check["learned"]:
+        say(warning_text(check))
 
     # several processes holding whole replicas: a hash of each one's final weights (all take part)
     fingerprints = replica_fingerprints(trainer.model, recipe.distributed, trainer.args.use_cpu)
@@ -277,6 +312,7 @@ def train(
         recipe, run.data, run.frozen, trainer, early, initial, final, output, train_seconds
     )
     results.update(status="completed", resumes=resumes, weights_fingerprints=fingerprints)
+    results["learning_check"] = check
     results["skipped_steps"] = guard.skipped_steps  # non-finite losses skipped (guards.nonfinite_loss)
     if trainer.prefix_cache is not None:
         results["prefix_cache"] = trainer.prefix_cache.summary()
@@ -294,6 +330,14 @@ def train(
         f"{early.stop_reason()}; best {run.metric} {early.best} at step {early.best_step}. Results: {run_dir}"
     )
     return RunResult(run_dir=run_dir, results=results, trainer=trainer)
+
+
+def check_learning(run: Prepared, final: dict[str, float], initial: dict[str, float]) -> dict[str, Any]:
+    """The verdict on the weights the run ends with (learning_check.py), for results.json."""
+    compute, data = run.trainer.compute_metrics, run.data
+    spread = prediction_spread(run.recipe.model.task, compute.last_outputs, data.label_names)
+    greater = run.early.greater_is_better
+    return learning_verdict(run.metric, greater, _strip(final), _strip(initial), run.baseline, spread)
 
 
 def batch_line(trainer: Any) -> str:

@@ -134,23 +134,25 @@ def forward_inputs(spec: RegularizationSection, model: torch.nn.Module, inputs: 
 def rdrop_divergence(
     first: torch.Tensor, second: torch.Tensor, task: str, labels: torch.Tensor
 ) -> torch.Tensor:
-    """Half the symmetric KL divergence between two predictions, mean over examples (or tokens).
+    """Half the symmetric KL divergence between two predictions, summed over the batch's examples
+    (or labelled tokens), as the R-Drop authors' code does (`compute_kl_loss` sums while the task
+    loss is a mean), so `regularization.rdrop` is the paper's alpha.
 
     Categorical: 1/2 sum_c (p_c - q_c)(log p_c - log q_c); multi-label (one Bernoulli per label):
     1/2 sum_l (sigmoid a - sigmoid b)(a - b); regression: the squared difference of the outputs.
     """
     first, second = first.float(), second.float()
     if task == "regression":
-        return (first - second).pow(2).mean()
+        return (first - second).pow(2).sum()
     if task == "multi_label":
-        return 0.5 * ((first.sigmoid() - second.sigmoid()) * (first - second)).sum(-1).mean()
+        return 0.5 * ((first.sigmoid() - second.sigmoid()) * (first - second)).sum()
     if task == "token_classification":  # only the labelled sub-words
         keep = labels != -100
         first, second = first[keep], second[keep]
         if first.numel() == 0:
             return first.sum()
     log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
-    return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(-1).mean()
+    return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum()
 
 
 def loss_terms(

@@ -144,13 +144,36 @@ def _results_section(results: dict[str, Any]) -> list[str]:
     if not names:
         return []
     watched = results.get("metric")
+    baseline = (results.get("learning_check") or {}).get("baseline") or {}
+    constant = baseline.get("metrics", {})
     rows = [
-        [f"**{n}** (watched)" if n == watched else n, initial.get(n, "-"), final.get(n, "-")] for n in names
+        [f"**{n}** (watched)" if n == watched else n, initial.get(n, "-"), final.get(n, "-")]
+        + ([constant.get(n, "-")] if constant else [])
+        for n in names
     ]
+    header = ["validation metric", "before training", "after (best weights)"]
+    note = [f"Constant answer: {baseline['answer']}.", ""] if constant else []
     return [
         "## Results",
         "",
-        *table(["validation metric", "before training", "after (best weights)"], rows),
+        *table(header + (["constant answer"] if constant else []), rows),
+        "",
+        *note,
+    ]
+
+
+def _learning_warning(results: dict[str, Any]) -> list[str]:
+    """A run that learned nothing says so before anything else (learning_check.py)."""
+    check = results.get("learning_check") or {}
+    if check.get("learned", True):
+        return []
+    problems = [f"> - {p}" for p in check.get("problems", [])]
+    return [
+        "> **Warning: this run learned nothing useful.**",
+        ">",
+        *problems,
+        ">",
+        f"> {check.get('advice')}",
         "",
     ]
 
@@ -283,7 +306,7 @@ def render_report(run: dict[str, Any]) -> str:
     if not results:
         lines += ["This run has no `results.json`: it did not finish.", ""]
     else:
-        lines += [_summary(run), ""]
+        lines += _learning_warning(results) + [_summary(run), ""]
         lines += _results_section(results) + _evaluations(run)
     lines += _plots(run_dir)
     if results:

@@ -59,6 +59,12 @@ def training_rows(recipe: Recipe, rows: int) -> int:
     return rows
 
 
+def planned_examples(recipe: Recipe) -> int | None:
+    """Training examples of one process, if the training file can be counted without loading it."""
+    rows = count_rows(recipe)
+    return None if rows is None else training_rows(recipe, rows)
+
+
 def run_length(recipe: Recipe, steps: int | None = None, steps_per_epoch: float | None = None) -> RunLength:
     """Optimizer steps of the run and per epoch, from the arguments, the recipe, or the data size."""
     training = recipe.training

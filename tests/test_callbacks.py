@@ -72,11 +72,32 @@ def test_disabled_never_stops_but_still_tracks_best(tmp_path):
     assert not control.should_training_stop and stopper.best_step == 1
 
 
-def test_the_evaluation_before_training_is_not_a_candidate(tmp_path):
+def test_the_starting_weights_are_a_candidate_so_a_run_that_only_gets_worse_keeps_them(tmp_path):
     args, state, control = setup(tmp_path)
-    stopper = EarlyStopping("accuracy", True, patience=1)
-    evaluate(stopper, tiny_bert(), 0, 0.99, args, state, control)
-    assert stopper.best is None
+    model = tiny_bert()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    stopper = EarlyStopping("accuracy", True, patience=2)
+    evaluate(stopper, model, 0, 0.7, args, state, control)  # before training
+    assert stopper.best == 0.7 and stopper.best_step == 0 and stopper.evaluations_without_improvement == 0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(50.0)  # a diverging LR wrecks the weights
+    evaluate(stopper, model, 10, 0.5, args, state, control)
+    evaluate(stopper, model, 20, 0.5, args, state, control)
+    assert control.should_training_stop and stopper.best_step == 0
+    stopper.on_train_end(args, state, control, model=model)
+    assert stopper.restored
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_a_training_evaluation_must_beat_the_starting_weights(tmp_path):
+    args, state, control = setup(tmp_path)
+    stopper = EarlyStopping("accuracy", True, patience=3)
+    evaluate(stopper, tiny_bert(), 0, 0.7, args, state, control)
+    evaluate(stopper, tiny_bert(), 10, 0.69, args, state, control)
+    assert stopper.best_step == 0 and stopper.evaluations_without_improvement == 1
+    evaluate(stopper, tiny_bert(), 20, 0.8, args, state, control)
+    assert stopper.best_step == 20 and stopper.evaluations_without_improvement == 0
 
 
 def test_a_non_finite_value_is_never_an_improvement(tmp_path):

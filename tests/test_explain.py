@@ -19,7 +19,7 @@ def rows_by_block(result):
 
 def test_frozen_recipe_rows_totals_and_plot_without_reading_data(tiny_model_dir, tmp_path):
     # a data file that does not exist: with --num-labels explain must not try to read it
-    recipe = shipped("freeze-bottom-half", tiny_model_dir, "data.train=missing.csv")
+    recipe = shipped("freeze-bottom-half", tiny_model_dir, "data.train=missing.csv", "optimizer.lr=2e-5")
     result = explain(recipe, num_labels=2, steps=100, plot=tmp_path / "explain.png", show_recipe=False)
     rows = rows_by_block(result)
     assert list(rows) == ["embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "pooler", "head"]
@@ -50,6 +50,7 @@ def test_gradual_recipe_unfreezing_steps_come_from_the_data_size(tiny_model_dir,
         "training.epochs=2",
         "training.batch_size=8",
         "freeze.eval_mode=true",
+        "optimizer.lr=2e-5",
     )
     result = explain(recipe, plot=tmp_path / "gradual.png", show_recipe=False)
     assert result.total_steps == 12  # 48 training examples, batch 8, 2 epochs

@@ -49,6 +49,7 @@ def weights_are_finite(folder) -> bool:
 
 def test_nan_loss_stops_before_the_update_and_keeps_the_best_weights(tiny_recipe, nan_loss_at, tmp_path):
     nan_loss_at(8)  # epoch 2, after the evaluation at step 6
+    tiny_recipe["evaluation"]["before_training"] = False  # else the unlearned start stays best
     with pytest.raises(TrainingDiverged) as stopped:
         train(validate_recipe(tiny_recipe))
     assert "training loss became NaN or infinite at step 8" in str(stopped.value)

@@ -26,8 +26,8 @@ def test_biases_and_layernorm_weights_get_no_decay():
 def test_frozen_parameters_are_not_in_the_optimizer():
     model = tiny_bert()
     apply_freeze(model, FreezeSection(embeddings=True, layers=[0, 1]), model_anatomy(model))
-    groups = param_groups(model, OptimizerSection())
-    optimizer = build_optimizer(groups, OptimizerSection())
+    groups = param_groups(model, OptimizerSection(lr=2e-5))
+    optimizer = build_optimizer(groups, OptimizerSection(lr=2e-5))
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert in_optimizer == trainable

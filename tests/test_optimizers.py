@@ -13,7 +13,7 @@ from finetune.recipe.optimizer import OptimizerSection
 
 
 def built(**settings):
-    spec = OptimizerSection(**settings)
+    spec = OptimizerSection(**{"lr": 2e-5, **settings})
     model = tiny_bert()
     return model, build_optimizer(param_groups(model, spec), spec)
 

@@ -34,7 +34,8 @@ def test_run_folder_holds_recipe_metrics_results_model_and_plots(tiny_recipe, tm
     }
     assert results["steps"] == 12  # 2 epochs x ceil(48 / 8)
     assert results["metric"] == "accuracy"
-    assert results["best"]["step"] in (6, 12)
+    # the tiny random model does not learn in 12 steps: its starting weights stay best, and it says so
+    assert results["best"]["step"] == 0 and results["learning_check"]["learned"] is False
     assert results["final_metrics"]["accuracy"] == results["best"]["value"]
     assert set(results["initial_metrics"]) >= {"loss", "accuracy", "f1", "f1_macro", "mcc"}
     assert results["train_samples_per_second"] > 0 and results["peak_rss_mb"] > 0
@@ -122,6 +123,7 @@ def test_frozen_layers_do_not_change(tiny_recipe):
     from transformers import AutoModelForSequenceClassification
 
     tiny_recipe["freeze"] = {"embeddings": True, "layers": ["0-1"]}
+    tiny_recipe["evaluation"]["before_training"] = False  # else the unlearned start stays best
     result = train(validate_recipe(tiny_recipe))
     before = AutoModelForSequenceClassification.from_pretrained(tiny_recipe["model"]["name"]).state_dict()
     after = result.trainer.model.state_dict()

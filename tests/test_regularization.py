@@ -232,7 +232,7 @@ def test_rdrop_term_is_zero_without_dropout_and_positive_with_it():
     assert terms["rdrop"].item() > 1e-4
 
 
-def test_rdrop_task_term_is_the_mean_over_both_passes():
+def test_rdrop_task_term_is_the_mean_over_both_passes_and_alpha_is_the_papers():
     model = pretrained_model(hidden_dropout_prob=0.3).train()
     spec = RegularizationSection(rdrop=1.0)
     inputs = batch()
@@ -240,11 +240,12 @@ def test_rdrop_task_term_is_the_mean_over_both_passes():
     logits = model(**forward_inputs(spec, model, inputs)).logits
     first, second = logits.chunk(2)
     expected_task = (F.cross_entropy(first, inputs["labels"]) + F.cross_entropy(second, inputs["labels"])) / 2
-    p, q = first.softmax(-1), second.softmax(-1)
-    kl = F.kl_div(q.log(), p, reduction="batchmean") + F.kl_div(p.log(), q, reduction="batchmean")
+    # the R-Drop authors' compute_kl_loss: KL summed over the batch (not averaged), both directions halved
+    p_loss = F.kl_div(F.log_softmax(first, -1), F.softmax(second, -1), reduction="none").sum()
+    q_loss = F.kl_div(F.log_softmax(second, -1), F.softmax(first, -1), reduction="none").sum()
     terms = loss_terms(spec, "classification", model, inputs, type("Out", (), {"logits": logits})())
     assert terms["task"].item() == pytest.approx(expected_task.item(), rel=1e-5)
-    assert terms["rdrop"].item() == pytest.approx(0.5 * kl.item(), rel=1e-4)
+    assert terms["rdrop"].item() == pytest.approx(((p_loss + q_loss) / 2).item(), rel=1e-4)
 
 
 def test_rdrop_divergence_for_the_other_tasks():
@@ -253,7 +254,7 @@ def test_rdrop_divergence_for_the_other_tasks():
     bernoulli_kl = lambda x, y: x * (x / y).log() + (1 - x) * ((1 - x) / (1 - y)).log()  # noqa: E731
     expected = 0.5 * (bernoulli_kl(sa, sb) + bernoulli_kl(sb, sa)).sum()
     assert rdrop_divergence(a, b, "multi_label", None).item() == pytest.approx(expected.item(), rel=1e-5)
-    assert rdrop_divergence(a, b, "regression", None).item() == pytest.approx(((a - b) ** 2).mean().item())
+    assert rdrop_divergence(a, b, "regression", None).item() == pytest.approx(((a - b) ** 2).sum().item())
     tokens_a, tokens_b = torch.randn(1, 3, 4), torch.randn(1, 3, 4)
     labels = torch.tensor([[-100, 2, -100]])  # only the labelled sub-word counts
     only = rdrop_divergence(tokens_a[:, 1], tokens_b[:, 1], "classification", None)

@@ -367,7 +367,7 @@ def test_a_checkpoint_at_an_epoch_end_holds_that_epochs_evaluation(
     if stopped_at == 6:  # written after the epoch's evaluation, which it records
         assert early["best_step"] == 6 and state["best_weights"] == "best-6"
     else:  # stopped mid-epoch: no evaluation an uninterrupted run would not make
-        assert early["best_step"] is None
+        assert early["best_step"] == 0  # the starting weights, evaluated before training
         assert evaluation_steps(tmp_path / "run") == [0]
     resumed = train(validate_recipe(recipe), resume=tmp_path / "run")
     assert evaluation_steps(tmp_path / "run") == evaluation_steps(whole.run_dir) == [0, 6, 12]

@@ -384,7 +384,7 @@ def test_missing_and_contradictory_schedule_keys():
     with pytest.raises(RecipeError, match="not both"):
         load_recipe("base", ["schedule.warmup_steps=5"])  # base.yaml sets warmup_ratio
     with pytest.raises(RecipeError, match="schedule.min_lr: 0.001 must be below optimizer.lr"):
-        load_recipe("cosine", ["schedule.min_lr=1e-3"])
+        load_recipe("cosine", ["schedule.min_lr=1e-3", "optimizer.lr=2e-5"])
     with pytest.raises(RecipeError, match="must be whole"):
         load_recipe("base", ["schedule.name=step", "schedule.period=1.5"])
     with pytest.raises(RecipeError, match="schedule.warmup_type: does not apply to schedule `one_cycle`"):
@@ -462,7 +462,8 @@ def test_plot_schedule_prints_key_steps_and_writes_a_png(tmp_path, capsys):
     assert main(["plot-schedule", "cosine", "--steps", "100", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.stat().st_size > 10_000
-    curve = lr_curve(load_recipe("cosine").schedule, 100, 2e-5)
+    curve = lr_curve(load_recipe("cosine").schedule, 100, 8e-5)  # optimizer.lr: auto, for MiniLM
+    assert "optimizer.lr: auto -> 8e-05 (bert: 6 layers, hidden 384" in printed
     assert "warmup end (step 10)  middle (step 50)  end (step 99)" in printed
     row = next(line for line in printed.splitlines() if line.startswith("all parameters")).split()
     assert [float(v) for v in row[2:]] == pytest.approx([curve[10], curve[50], curve[99]], rel=1e-3)

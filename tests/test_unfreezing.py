@@ -62,7 +62,7 @@ def test_nothing_left_to_unfreeze_is_an_error():
 
 def test_gradual_by_epochs_must_fit_in_the_run():
     with pytest.raises(FinetuneError, match="freeze.gradual.every: 3 epochs, but training.epochs is 3"):
-        validate_recipe({"freeze": {"gradual": {"every": 3}}})
+        validate_recipe({"freeze": {"gradual": {"every": 3}}, "training": {"epochs": 3}})
     with pytest.raises(FinetuneError, match="freeze.gradual.*whole number"):
         validate_recipe({"freeze": {"gradual": {"every": 2.5, "unit": "step"}}})
 

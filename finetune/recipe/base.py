@@ -1,6 +1,11 @@
 """The base class of every recipe section."""
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
+
+AUTO = "auto"
+Auto = Literal["auto"]  # a value finetune resolves for the loaded model and data (finetune/defaults.py)
 
 
 class Section(BaseModel):

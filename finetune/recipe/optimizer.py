@@ -8,11 +8,11 @@ checked against the class's signature, so a typo never silently falls back to a 
 import difflib
 import importlib
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .base import Section
+from .base import Auto, Section
 
 # Short names -> classes (imported only when a recipe is built or its kwargs are checked).
 BUILTIN_OPTIMIZERS: dict[str, str] = {
@@ -69,8 +69,10 @@ class OptimizerSection(Section):
     `torch.optim.NAdam`. For all but `adamw` and `adafactor`, weight decay is the classic L2 added to
     the gradient."""
 
-    lr: float = Field(2e-5, gt=0, le=1)
-    """Peak learning rate (reached at the end of warmup)."""
+    lr: Annotated[float, Field(gt=0, le=1)] | Auto = "auto"
+    """Peak learning rate (reached at the end of warmup). `auto`: chosen for the loaded model's width,
+    2e-5 x (768 / hidden size)^2 to one significant digit (BERT-base 2e-5, MiniLM-L6 8e-5, BERT-large
+    1e-5); the run prints the value and writes it to its recipe.yaml (docs/defaults.md)."""
 
     weight_decay: float = Field(0.01, ge=0, le=1)
     """Weight decay for weights; biases and normalisation weights never decay."""

@@ -44,8 +44,10 @@ class RegularizationSection(Section):
     rdrop: float = Field(0.0, ge=0)
     """R-Drop (Liang et al., 2021): every batch goes through the model twice (different dropout), and
     alpha x the mean of the two directions of the KL divergence between the two predictions,
-    (KL(p, q) + KL(q, p)) / 2 (the squared difference for regression), is added; the task loss is
-    the mean over both passes. About 2x the compute per step; logged as `loss_rdrop`. Needs dropout
+    (KL(p, q) + KL(q, p)) / 2 (the squared difference for regression), summed over the batch's
+    examples, is added; the task loss is the mean over both passes. This is the paper's alpha (its
+    code sums the KL over the batch while the task loss is a mean; it used 0.1 to 1 on GLUE), so a
+    value's strength grows with the batch size. About 2x the compute per step; logged as `loss_rdrop`. Needs dropout
     in the model; cannot be combined with `mixout` (both passes would share one Mixout draw)."""
 
     mixout: float = Field(0.0, ge=0, lt=1)

@@ -2,7 +2,7 @@
 
 from pydantic import Field, model_validator
 
-from .base import Section
+from .base import AUTO, Section
 from .checkpoints import CheckpointsSection
 from .data import DataSection
 from .distributed import DistributedSection
@@ -66,7 +66,7 @@ class Recipe(Section):
         """Gradual unfreezing by epochs must fit in the run's epochs (see recipe/freeze.py)."""
         gradual, training = self.freeze.gradual, self.training
         by_epochs = gradual is not None and gradual.unit == "epoch" and training.max_steps is None
-        if by_epochs and gradual.every >= training.epochs:
+        if by_epochs and training.epochs != AUTO and gradual.every >= training.epochs:
             return [
                 f"freeze.gradual.every: {gradual.every:g} epochs, but training.epochs is {training.epochs:g}, "
                 f"so nothing would ever unfreeze; make `every` smaller or train longer"
@@ -107,7 +107,8 @@ class Recipe(Section):
         """Schedule and regularization keys that depend on the optimizer, the task or early stopping."""
         schedule, reg, task = self.schedule, self.regularization, self.model.task
         problems = []
-        if schedule.min_lr is not None and schedule.min_lr >= self.optimizer.lr:
+        lr = self.optimizer.lr  # `auto` is checked again once resolved (defaults.py)
+        if schedule.min_lr is not None and lr != AUTO and schedule.min_lr >= lr:
             problems.append(
                 f"schedule.min_lr: {schedule.min_lr:g} must be below optimizer.lr ({self.optimizer.lr:g})"
             )

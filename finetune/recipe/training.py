@@ -1,16 +1,18 @@
 """`training:` how long, in what batches, at what precision, with which seed."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import RecipeError
-from .base import Section
+from .base import Auto, Section
 
 
 class TrainingSection(Section):
-    epochs: float = Field(3, gt=0, le=1000)
-    """Passes over the training data (fractions allowed). Ignored when `max_steps` is set."""
+    epochs: Annotated[float, Field(gt=0, le=1000)] | Auto = "auto"
+    """Passes over the training data (fractions allowed). Ignored when `max_steps` is set. `auto`:
+    3, or more for small data sets, so that the run takes at least 300 optimizer steps (at most 20
+    epochs); early stopping ends it when validation stops improving (docs/defaults.md)."""
 
     max_steps: int | None = Field(None, gt=0)
     """Stop after this many optimizer steps; overrides `epochs` (the schedule spans these steps)."""

@@ -1,0 +1,386 @@
+"""Accuracy against the plain Trainer: seeded, side by side, scored once on GLUE's dev files.
+
+    python scripts/bench_accuracy.py                       # SST-2, MRPC, STS-B x 500 and 2,000 rows,
+                                                           # 3 seeds, arms a b c (about an hour, 2 cores)
+    python scripts/bench_accuracy.py --regimes 500 2000 full --seeds 5   # the full version (hours)
+    python scripts/bench_accuracy.py --quick               # smoke test: 1 seed, 64 rows, minutes
+
+Arms (each run is its own process; `--jobs 2` runs two at a time with one torch thread each):
+  (a) `plain`: the Trainer script as the docs teach it (lr 5e-5, batch 32, 3 epochs, 10% warmup,
+      weight decay 0.01), trained on all of the training rows; its last weights are scored.
+  (b) `default`: `finetune train` on a recipe that only says `extends: base` and names the data;
+      validation is carved from the training rows (the recipe's default 10%), the restored best
+      weights are scored once with `finetune evaluate` on the dev file.
+  (c) `recommended`: the same with `extends: recommended` (README, "Which recipe").
+More arms are recipe overrides: `--arm NAME=key=value,key=value` (e.g. `lr1e-4=optimizer.lr=1e-4`).
+
+Training rows are a seeded sample of GLUE's train file, the same sample for every arm and seed;
+the dev file is whole and never seen before the final score. Writes benchmarks/accuracy.md and
+benchmarks/accuracy.json (`--out` elsewhere; `--quick` writes to a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GLUE = REPO.parent / "shared" / "data" / "glue"
+SAMPLE_SEED = 13  # which training rows a regime takes; the same for every arm and seed
+TASKS = {
+    "sst2": {"folder": "SST-2", "text": "sentence", "pair": None, "label": "label", "metric": "accuracy"},
+    "mrpc": {"folder": "MRPC", "text": "#1 String", "pair": "#2 String", "label": "Quality", "metric": "f1"},
+    "stsb": {
+        "folder": "STS-B",
+        "text": "sentence1",
+        "pair": "sentence2",
+        "label": "score",
+        "metric": "pearson",
+    },
+}
+PLAIN = {"lr": 5e-5, "batch_size": 32, "epochs": 3, "warmup_ratio": 0.1, "weight_decay": 0.01}
+ARMS = {"plain": None, "default": "base", "recommended": "recommended"}
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    header = [c.strip() for c in rows[0]]
+    return header, [r for r in rows[1:] if len(r) == len(header)]
+
+
+def write_split(source: Path, target: Path, spec: dict, limit: int | None) -> int:
+    """A clean TSV (text, [text_pair,] label) of `source`, the first `limit` rows of a seeded shuffle."""
+    header, rows = read_tsv(source)
+    columns = [spec["text"]] + ([spec["pair"]] if spec["pair"] else []) + [spec["label"]]
+    names = ["text"] + (["text_pair"] if spec["pair"] else []) + ["label"]
+    index = [header.index(c) for c in columns]
+    if limit is not None:
+        random.Random(SAMPLE_SEED).shuffle(rows)
+        rows = rows[:limit]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8") as handle:
+        handle.write("\t".join(names) + "\n")
+        handle.writelines("\t".join(r[i] for i in index) + "\n" for r in rows)
+    return len(rows)
+
+
+def prepare_data(glue: Path, work: Path, task: str, regime: str) -> Path:
+    spec, folder = TASKS[task], work / "data" / f"{task}-{regime}"
+    limit = None if regime == "full" else int(regime)
+    if not (folder / "dev.tsv").is_file():
+        write_split(glue / spec["folder"] / "train.tsv", folder / "train.tsv", spec, limit)
+        write_split(glue / spec["folder"] / "dev.tsv", folder / "dev.tsv", spec, None)
+    return folder
+
+
+# ---- one run, in its own process ----------------------------------------------------------------
+
+
+def plain_trainer(task: str, data: Path, seed: int, out: Path, max_length: int = 128) -> dict:
+    """(a): the Trainer script of the docs' text-classification guide (offline metrics, no saving)."""
+    import numpy as np
+    from datasets import load_dataset
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from finetune.modeling import resolve_model_path
+
+    files = {"train": str(data / "train.tsv"), "validation": str(data / "dev.tsv")}
+    dataset = load_dataset(
+        "csv", data_files=files, delimiter="\t", quoting=csv.QUOTE_NONE, keep_default_na=False
+    )
+    path, pair, regression = resolve_model_path("minilm-l6"), TASKS[task]["pair"], task == "stsb"
+    tokenizer = AutoTokenizer.from_pretrained(path)
+
+    def preprocess(examples):
+        encoded = tokenizer(
+            examples["text"], examples["text_pair"] if pair else None, truncation=True, max_length=max_length
+        )
+        encoded["labels"] = [float(v) for v in examples["label"]] if regression else examples["label"]
+        return encoded
+
+    tokenized = dataset.map(preprocess, batched=True, remove_columns=dataset["train"].column_names)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1 if regression else 2)
+    args = TrainingArguments(
+        output_dir=str(out / "trainer"),
+        learning_rate=PLAIN["lr"],
+        per_device_train_batch_size=PLAIN["batch_size"],
+        per_device_eval_batch_size=64,
+        num_train_epochs=PLAIN["epochs"],
+        weight_decay=PLAIN["weight_decay"],
+        warmup_steps=PLAIN["warmup_ratio"],
+        eval_strategy="no",
+        save_strategy="no",
+        seed=seed,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer=tokenizer),
+    )
+    trainer.train()
+    output = trainer.predict(tokenized["validation"])
+    labels = output.label_ids
+    if regression:
+        predicted = output.predictions.reshape(-1)
+        return {
+            "pearson": float(pearsonr(predicted, labels)[0]),
+            "spearman": float(spearmanr(predicted, labels)[0]),
+        }
+    predicted = np.argmax(output.predictions, axis=-1)
+    return {"accuracy": float(accuracy_score(labels, predicted)), "f1": float(f1_score(labels, predicted))}
+
+
+def recipe_text(task: str, data: Path, extends: str, seed: int, run_dir: Path) -> str:
+    """The user's whole recipe: `extends` and the data, nothing else (the task for regression)."""
+    pair = "  text_pair: text_pair\n" if TASKS[task]["pair"] else ""
+    model = "model:\n  task: regression\n" if task == "stsb" else ""
+    return (
+        f"extends: {extends}\n{model}data:\n  dir: {data}\n  train: train.tsv\n  text: text\n{pair}"
+        f"  label: label\ntraining:\n  seed: {seed}\noutput:\n  dir: {run_dir}\n  plots: false\n"
+    )
+
+
+def finetune_cli(*arguments: str) -> None:
+    command = [sys.executable, "-m", "finetune.cli", *arguments]
+    subprocess.run(
+        command, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finetune_run(task: str, data: Path, extends: str, overrides: list[str], seed: int, out: Path) -> dict:
+    """(b)/(c): `finetune train` on the recipe, then `finetune evaluate` once on the dev file."""
+    run_dir = out / "run"
+    recipe = out / "recipe.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(recipe_text(task, data, extends, seed, run_dir), encoding="utf-8")
+    finetune_cli("train", str(recipe), *overrides)
+    finetune_cli("evaluate", str(run_dir), "--data", str(data / "dev.tsv"), "--output-dir", str(out / "dev"))
+    metrics = json.loads((out / "dev" / "evaluation.json").read_text(encoding="utf-8"))["metrics"]
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    return {
+        **{k: metrics[k] for k in ("accuracy", "f1", "pearson", "spearman") if k in metrics},
+        "epochs": results.get("epochs"),
+        "steps": results.get("steps"),
+        "lr": read_lr(run_dir),
+        "warning": (results.get("learning_check") or {}).get("verdict"),
+    }
+
+
+def read_lr(run_dir: Path) -> float | None:
+    import yaml
+
+    return yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))["optimizer"]["lr"]
+
+
+def worker(job: dict) -> dict:
+    """One (task, regime, arm, seed), in this process; what it prints last is its result."""
+    out, data, started = Path(job["out"]), Path(job["data"]), time.time()
+    if job["arm"] == "plain":
+        result = plain_trainer(job["task"], data, job["seed"], out)
+    else:
+        result = finetune_run(job["task"], data, job["extends"], job["overrides"], job["seed"], out)
+    return {**job, **result, "seconds": round(time.time() - started, 1)}
+
+
+def launch(job: dict, threads: int) -> dict:
+    """Run `worker(job)` in a fresh process (own memory, own thread count)."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
+    command = [sys.executable, __file__, "--worker", json.dumps(job)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return {**job, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"  {job['task']} {job['regime']} {job['arm']} seed {job['seed']}: {score_line(result)}", flush=True
+    )
+    return result
+
+
+def score_line(result: dict) -> str:
+    metric = TASKS[result["task"]]["metric"]
+    extra = f", lr {result['lr']:g}, {result['epochs']} epochs" if result.get("lr") else ""
+    return f"{metric} {result.get(metric, float('nan')):.4f} ({result['seconds']:.0f} s{extra})"
+
+
+# ---- the table --------------------------------------------------------------------------------------
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(results: list[dict], arms: list[str]) -> tuple[list[str], list[dict]]:
+    lines = [
+        "| task (metric) | train rows | "
+        + " | ".join(f"({chr(97 + i)}) {arm}" for i, arm in enumerate(arms))
+        + " | "
+        + " | ".join(f"{arm} - plain" for arm in arms[1:])
+        + " | minutes per seed |",
+        "| --- | --- | "
+        + " | ".join("---" for _ in arms)
+        + " | "
+        + " | ".join("---" for _ in arms[1:])
+        + " | --- |",
+    ]
+    rows = []
+    for task, regime in dict.fromkeys((r["task"], r["regime"]) for r in results):
+        metric = TASKS[task]["metric"]
+        cells, deltas, stats, minutes = [], [], {}, []
+        for arm in arms:
+            runs = [r for r in results if (r["task"], r["regime"], r["arm"]) == (task, regime, arm)]
+            values = [100 * r[metric] for r in runs if metric in r]
+            stats[arm] = mean_std(values)
+            cells.append(f"{stats[arm][0]:.2f} ± {stats[arm][1]:.2f}")
+            minutes.append(f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f}" if runs else "")
+        for arm in arms[1:]:
+            deltas.append(f"{stats[arm][0] - stats[arms[0]][0]:+.2f}")
+        lines.append(
+            f"| {task} ({metric}) | {regime} | "
+            + " | ".join(cells)
+            + " | "
+            + " | ".join(deltas)
+            + f" | {' / '.join(minutes)} |"
+        )
+        rows.append({"task": task, "regime": regime, "metric": metric, "stats": stats})
+    return lines, rows
+
+
+def averages(rows: list[dict], arms: list[str]) -> list[str]:
+    lines = []
+    for arm in arms[1:]:
+        gaps = [row["stats"][arm][0] - row["stats"][arms[0]][0] for row in rows]
+        below = [
+            f"{row['task']} {row['regime']}"
+            for row in rows
+            if row["stats"][arm][0] < row["stats"][arms[0]][0] - row["stats"][arms[0]][1]
+        ]
+        lines.append(
+            f"- {arm} - {arms[0]}: {statistics.mean(gaps):+.2f} points on average over tasks and regimes; "
+            f"below {arms[0]} by more than its std: {', '.join(below) or 'none'}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["sst2", "mrpc", "stsb"])
+    parser.add_argument("--regimes", nargs="+", default=["500", "2000"], help="training rows, or `full`")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--arms", nargs="+", default=list(ARMS), help="plain, default, recommended, or --arm names"
+    )
+    parser.add_argument(
+        "--arm", action="append", default=[], metavar="NAME=OVERRIDES", help="extra arm: base + overrides"
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each with 2/jobs torch threads)")
+    parser.add_argument("--data", type=Path, default=GLUE)
+    parser.add_argument("--out", type=Path, default=None, help="where the table goes (default benchmarks/)")
+    parser.add_argument("--name", default="accuracy", help="file name of the table (benchmarks/NAME.md)")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 64 rows: a smoke test")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    if not (args.data / "SST-2" / "train.tsv").is_file():
+        print(f"GLUE not found under {args.data}; pass --data", file=sys.stderr)
+        return 1
+    extra = {name: spec.split(",") for name, _, spec in (a.partition("=") for a in args.arm)}
+    regimes, seeds = (["64"], 1) if args.quick else (args.regimes, args.seeds)
+    work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
+    out = args.out or (work if args.quick else REPO / "benchmarks")
+    jobs = []
+    for task in args.tasks:
+        for regime in regimes:
+            data = prepare_data(args.data, work, task, regime)
+            for seed in range(seeds):
+                for arm in args.arms:
+                    folder = work / "runs" / f"{task}-{regime}-{arm}-{seed}"
+                    jobs.append(
+                        {
+                            "task": task,
+                            "regime": regime,
+                            "arm": arm,
+                            "seed": seed,
+                            "data": str(data),
+                            "out": str(folder),
+                            "extends": ARMS.get(arm) or "base",
+                            "overrides": [o for o in extra.get(arm, []) if o],
+                        }
+                    )
+    started = time.time()
+    threads = max(1, 2 // args.jobs)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda job: launch(job, threads), jobs))
+    failed = [r for r in results if "error" in r]
+    lines, rows = summarize([r for r in results if "error" not in r], args.arms)
+    command = shlex.join(
+        ["python", "scripts/bench_accuracy.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    text = "\n".join(
+        [
+            f"# Accuracy against the plain Trainer (MiniLM-L6, GLUE dev, {seeds} seeds)",
+            "",
+            f"`{command}`: {(time.time() - started) / 60:.0f} min with {args.jobs} runs at a time, "
+            "each scored once on the whole dev file; mean ± std over seeds, in points (x100).",
+            "",
+            *lines,
+            "",
+            *averages(rows, args.arms),
+            *(
+                f"- failed: {r['task']} {r['regime']} {r['arm']} seed {r['seed']}: {r['error']}"
+                for r in failed
+            ),
+            "",
+        ]
+    )
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.md").write_text(text, encoding="utf-8")
+    (out / f"{args.name}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(f"wrote {out / (args.name + '.md')}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())
