@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast lint format bench bench-freezing bench-regularization bench-glue clean
+.PHONY: setup demo test test-fast lint format bench bench-freezing bench-regularization bench-glue bench-accuracy clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ bench-regularization: $(STAMP)
 ## The shipped GLUE MRPC recipe end to end, as a user runs it (about 13 minutes on 2 cores).
 bench-glue: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_glue.py
+
+## base and recommended against the plain Trainer: SST-2, MRPC, STS-B x 500/2,000 rows x 3 seeds (about an hour).
+bench-accuracy: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_accuracy.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

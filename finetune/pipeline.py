@@ -24,7 +24,7 @@ from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
 from .learning_check import Baseline, constant_baseline, learning_verdict, prediction_spread, warning_text
 from .metrics import check_reported_metric, check_watched_metric, metrics_function
-from .modeling import check_max_length, load_model, load_tokenizer
+from .modeling import check_max_length, load_model, load_tokenizer, start_regression_at_mean
 from .plots import plot_run
 from .recipe import Recipe
 from .report import write_run_documents
@@ -188,6 +188,10 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     recipe = resolution.recipe
     for note in resolution.notes:
         say(note)
+    if task == "regression":
+        started = start_regression_at_mean(model, list(data.train[LABEL]))
+        if started:
+            say(started)
     head = list(getattr(model, "new_parameters", []))  # reinit adds its blocks; the notes name those
     frozen = freeze_model(model, recipe)
     adapted = add_adapters(model, recipe.peft, task, frozen.frozen_blocks)

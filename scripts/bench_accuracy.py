@@ -251,7 +251,7 @@ def summarize(results: list[dict], arms: list[str]) -> tuple[list[str], list[dic
         "| task (metric) | train rows | "
         + " | ".join(f"({chr(97 + i)}) {arm}" for i, arm in enumerate(arms))
         + " | "
-        + " | ".join(f"{arm} - plain" for arm in arms[1:])
+        + " | ".join(f"{arm} - {arms[0]}" for arm in arms[1:])
         + " | minutes per seed |",
         "| --- | --- | "
         + " | ".join("---" for _ in arms)

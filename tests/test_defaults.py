@@ -27,10 +27,15 @@ def test_auto_lr_reads_distilberts_own_names_and_falls_back_without_a_width():
 
 @pytest.mark.parametrize(
     ("examples", "per_step", "epochs"),
-    [(450, 32, 20), (1800, 32, 6), (5000, 32, 3), (60_000, 32, 3), (10, 32, 20), (3300, 16, 3)],
+    [(450, 32, 10), (900, 32, 6), (1800, 32, 3), (60_000, 32, 3), (10, 32, 10), (1500, 16, 3)],
 )
-def test_auto_epochs_reach_the_minimum_steps_within_the_cap(examples, per_step, epochs):
-    assert auto_epochs(examples, per_step)[0] == epochs
+def test_auto_epochs_give_regression_the_minimum_steps_within_the_cap(examples, per_step, epochs):
+    assert auto_epochs("regression", examples, per_step)[0] == epochs
+
+
+@pytest.mark.parametrize("task", ["classification", "multi_label", "token_classification"])
+def test_auto_epochs_keep_three_for_labels_however_small_the_set(task):
+    assert auto_epochs(task, 450, 32) == (3.0, f"{task}: the usual 3")
 
 
 def recipe_with(**sections):
@@ -44,17 +49,18 @@ def test_a_value_the_recipe_sets_always_wins():
 
 
 def test_auto_resolves_to_numbers_and_says_so():
-    resolution = resolve_auto(recipe_with(), BertConfig(hidden_size=384, num_attention_heads=4), 1800)
+    recipe = recipe_with(model={"task": "regression"})
+    resolution = resolve_auto(recipe, BertConfig(hidden_size=384, num_attention_heads=4), 900)
     assert resolution.recipe.optimizer.lr == pytest.approx(8e-5)
     assert resolution.recipe.training.epochs == 6
     assert resolution.notes[0].startswith("optimizer.lr: auto -> 8e-05 (bert:")
-    assert resolution.notes[1].startswith("training.epochs: auto -> 6 (1,800 training examples, 57 steps")
+    assert resolution.notes[1].startswith("training.epochs: auto -> 6 (regression, 900 training examples, 29 steps")
 
 
 def test_epochs_count_the_global_batch_of_all_processes():
-    recipe = recipe_with(training={"global_batch_size": 64, "batch_size": 16})
-    resolved = resolve_auto(recipe, BertConfig(num_attention_heads=4), 6400, processes=2).recipe
-    assert resolved.training.epochs == 3  # 100 steps of 64 per epoch
+    recipe = recipe_with(model={"task": "regression"}, training={"global_batch_size": 64, "batch_size": 16})
+    resolved = resolve_auto(recipe, BertConfig(num_attention_heads=4), 1600, processes=2).recipe
+    assert resolved.training.epochs == 6  # 25 steps of 64 per epoch; 2 processes of 16 would make 50
 
 
 def test_a_resolved_lr_that_breaks_min_lr_names_the_key():
@@ -74,13 +80,13 @@ def test_train_prints_and_records_the_resolved_values_and_explain_shows_them(tin
     recipe = validate_recipe(tiny_recipe)
     run = train(recipe)
     out = capsys.readouterr().out
-    # the tiny model is 32 wide: 2e-5 x 24^2 = 0.01; 48 training rows in batches of 8: 6 steps per epoch
+    # the tiny model is 32 wide: 2e-5 x 24^2 = 0.01
     assert "optimizer.lr: auto -> 0.01 (bert: 4 layers, hidden 32" in out
-    assert "training.epochs: auto -> 20 (48 training examples, 6 steps per epoch: at least 300" in out
+    assert "training.epochs: auto -> 3 (classification: the usual 3)" in out
     saved = yaml.safe_load((run.run_dir / "recipe.yaml").read_text())
     assert saved["optimizer"]["lr"] == pytest.approx(0.01)
-    assert saved["training"]["epochs"] == 20
-    assert run.results["steps"] == 20 * 6
+    assert saved["training"]["epochs"] == 3
+    assert run.results["steps"] == 3 * 6  # 48 training rows in batches of 8
     explained = explain(recipe, plot=None, show_recipe=False)
     assert any(note.startswith("optimizer.lr: auto -> 0.01") for note in explained.notes)
-    assert explained.total_steps == 20 * 6
+    assert explained.total_steps == 3 * 6

@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_bert_config
 
 from finetune.errors import FinetuneError
-from finetune.modeling import check_max_length, load_tokenizer, position_limit
+from finetune.modeling import check_max_length, load_tokenizer, position_limit, start_regression_at_mean
 from finetune.recipe.model import ModelSection
 
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
@@ -112,3 +112,39 @@ def test_tokenizer_missing_its_package_names_it(sentencepiece_only_model, monkey
     message = str(error.value)
     assert "needs the Python package `sentencepiece`" in message and "pip install sentencepiece" in message
     assert "tiktoken" not in message  # transformers' own error asks for tiktoken
+
+
+def regression_model(kind: str):
+    from transformers import BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+
+    if kind == "bert":
+        model = BertForSequenceClassification(tiny_bert_config(num_labels=1))
+        model.new_parameters = ["classifier.bias", "classifier.weight"]
+        return model, model.classifier
+    config = RobertaConfig(**{**tiny_bert_config().to_dict(), "model_type": "roberta", "num_labels": 1})
+    model = RobertaForSequenceClassification(config)
+    model.new_parameters = [f"classifier.{n}.{p}" for n in ("dense", "out_proj") for p in ("weight", "bias")]
+    return model, model.classifier.out_proj
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_a_new_regression_head_starts_at_the_targets_mean(kind):
+    model, output = regression_model(kind)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    note = start_regression_at_mean(model, [1.0, 2.0, 3.0, 6.0])
+    assert output.bias.item() == pytest.approx(3.0)
+    assert note == "regression head: bias starts at the training targets' mean, 3"
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) == 1 and changed[0].endswith("bias")  # the output layer's bias only
+
+
+def test_a_pretrained_or_classification_head_is_left_alone():
+    model, output = regression_model("bert")
+    model.new_parameters = []  # a head that came with the checkpoint: it knows its targets
+    assert start_regression_at_mean(model, [5.0]) is None
+    assert output.bias.abs().max().item() == 0.0
+    from transformers import BertForSequenceClassification
+
+    labels = BertForSequenceClassification(tiny_bert_config(num_labels=2))
+    labels.new_parameters = ["classifier.bias", "classifier.weight"]
+    assert start_regression_at_mean(labels, [1.0, 0.0]) is None

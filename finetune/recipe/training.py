@@ -11,8 +11,9 @@ from .base import Auto, Section
 class TrainingSection(Section):
     epochs: Annotated[float, Field(gt=0, le=1000)] | Auto = "auto"
     """Passes over the training data (fractions allowed). Ignored when `max_steps` is set. `auto`:
-    3, or more for small data sets, so that the run takes at least 300 optimizer steps (at most 20
-    epochs); early stopping ends it when validation stops improving (docs/defaults.md)."""
+    3; for regression, more on small data sets, so that the run takes at least 150 optimizer steps
+    (at most 10 epochs). A new regression head also starts at the training targets' mean
+    (docs/defaults.md)."""
 
     max_steps: int | None = Field(None, gt=0)
     """Stop after this many optimizer steps; overrides `epochs` (the schedule spans these steps)."""
