@@ -54,7 +54,9 @@ def test_auto_resolves_to_numbers_and_says_so():
     assert resolution.recipe.optimizer.lr == pytest.approx(8e-5)
     assert resolution.recipe.training.epochs == 6
     assert resolution.notes[0].startswith("optimizer.lr: auto -> 8e-05 (bert:")
-    assert resolution.notes[1].startswith("training.epochs: auto -> 6 (regression, 900 training examples, 29 steps")
+    assert resolution.notes[1].startswith(
+        "training.epochs: auto -> 6 (regression, 900 training examples, 29 steps"
+    )
 
 
 def test_epochs_count_the_global_batch_of_all_processes():
