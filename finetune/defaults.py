@@ -7,7 +7,7 @@ shows it. The rules and the measurements behind them are in docs/defaults.md.
 
 - `optimizer.lr`: 2e-5 x (768 / hidden size)^2, to one significant digit. Anchored at BERT-base's
   2e-5 (Devlin et al., 2019) and at the best LR measured for MiniLM-L6 (hidden 384) on GLUE
-  (benchmarks/lr-scan.md); it gives BERT-large 1e-5 and BERT-mini (256) 2e-4, in line with the
+  (docs/defaults.md); it gives BERT-large 1e-5 and BERT-mini (256) 2e-4, in line with the
   ranges their authors report (Turc et al., 2019). Narrow models need larger steps.
 - `training.epochs`: 3; for regression, more when the training set is small, so that the run takes
   at least `MIN_REGRESSION_STEPS` optimizer steps (at most `MAX_EPOCHS` epochs). Measured on 500

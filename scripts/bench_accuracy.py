@@ -7,7 +7,8 @@
 
 Arms (each run is its own process; `--jobs 2` runs two at a time with one torch thread each):
   (a) `plain`: the Trainer script as the docs teach it (lr 5e-5, batch 32, 3 epochs, 10% warmup,
-      weight decay 0.01), trained on all of the training rows; its last weights are scored.
+      weight decay 0.01), seeded before the model is built as run_glue.py is, trained on all of the
+      training rows; its last weights are scored.
   (b) `default`: `finetune train` on a recipe that only says `extends: base` and names the data;
       validation is carved from the training rows (the recipe's default 10%), the restored best
       weights are scored once with `finetune evaluate` on the dev file.
@@ -103,6 +104,7 @@ def plain_trainer(task: str, data: Path, seed: int, out: Path, max_length: int =
         DataCollatorWithPadding,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
     from finetune.modeling import resolve_model_path
@@ -122,6 +124,7 @@ def plain_trainer(task: str, data: Path, seed: int, out: Path, max_length: int =
         return encoded
 
     tokenized = dataset.map(preprocess, batched=True, remove_columns=dataset["train"].column_names)
+    set_seed(seed)  # before the new head is built, as run_glue.py does: the same seed, the same run
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1 if regression else 2)
     args = TrainingArguments(
         output_dir=str(out / "trainer"),
@@ -246,40 +249,34 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def table_line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def summarize(results: list[dict], arms: list[str]) -> tuple[list[str], list[dict]]:
-    lines = [
-        "| task (metric) | train rows | "
-        + " | ".join(f"({chr(97 + i)}) {arm}" for i, arm in enumerate(arms))
-        + " | "
-        + " | ".join(f"{arm} - {arms[0]}" for arm in arms[1:])
-        + " | minutes per seed |",
-        "| --- | --- | "
-        + " | ".join("---" for _ in arms)
-        + " | "
-        + " | ".join("---" for _ in arms[1:])
-        + " | --- |",
-    ]
-    rows = []
+    """The markdown table (one row per task and size) and the statistics behind it."""
+    header = ["task (metric)", "train rows", *(f"({chr(97 + i)}) {arm}" for i, arm in enumerate(arms))]
+    header += [f"{arm} - {arms[0]}" for arm in arms[1:]] + ["learned-nothing warnings", "minutes per seed"]
+    lines, rows = [table_line(header), table_line(["---"] * len(header))], []
     for task, regime in dict.fromkeys((r["task"], r["regime"]) for r in results):
-        metric = TASKS[task]["metric"]
-        cells, deltas, stats, minutes = [], [], {}, []
-        for arm in arms:
-            runs = [r for r in results if (r["task"], r["regime"], r["arm"]) == (task, regime, arm)]
-            values = [100 * r[metric] for r in runs if metric in r]
-            stats[arm] = mean_std(values)
-            cells.append(f"{stats[arm][0]:.2f} ± {stats[arm][1]:.2f}")
-            minutes.append(f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f}" if runs else "")
-        for arm in arms[1:]:
-            deltas.append(f"{stats[arm][0] - stats[arms[0]][0]:+.2f}")
-        lines.append(
-            f"| {task} ({metric}) | {regime} | "
-            + " | ".join(cells)
-            + " | "
-            + " | ".join(deltas)
-            + f" | {' / '.join(minutes)} |"
-        )
-        rows.append({"task": task, "regime": regime, "metric": metric, "stats": stats})
+        row = summarize_row(results, arms, task, regime)
+        lines.append(table_line(row.pop("cells")))
+        rows.append(row)
     return lines, rows
+
+
+def summarize_row(results: list[dict], arms: list[str], task: str, regime: str) -> dict:
+    metric, stats, minutes, warned = TASKS[task]["metric"], {}, [], []
+    for arm in arms:
+        runs = [r for r in results if (r["task"], r["regime"], r["arm"]) == (task, regime, arm)]
+        stats[arm] = mean_std([100 * r[metric] for r in runs if metric in r])
+        minutes.append(f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f}" if runs else "")
+        if "warning" in (runs[0] if runs else {}):
+            warned.append(f"{arm} {sum(r['warning'] == 'learned nothing' for r in runs)}/{len(runs)}")
+    cells = [f"{task} ({metric})", regime, *(f"{stats[arm][0]:.2f} ± {stats[arm][1]:.2f}" for arm in arms)]
+    cells += [f"{stats[arm][0] - stats[arms[0]][0]:+.2f}" for arm in arms[1:]]
+    cells += [", ".join(warned), " / ".join(minutes)]
+    return {"task": task, "regime": regime, "metric": metric, "stats": stats, "cells": cells}
 
 
 def averages(rows: list[dict], arms: list[str]) -> list[str]:
@@ -317,17 +314,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="where the table goes (default benchmarks/)")
     parser.add_argument("--name", default="accuracy", help="file name of the table (benchmarks/NAME.md)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 64 rows: a smoke test")
+    parser.add_argument("--render", type=Path, help="re-draw the table of a saved NAME.json, run nothing")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    if args.render:
+        return write_report(
+            json.loads(args.render.read_text(encoding="utf-8")), args.render.parent, args.name
+        )
     if not (args.data / "SST-2" / "train.tsv").is_file():
         print(f"GLUE not found under {args.data}; pass --data", file=sys.stderr)
         return 1
-    extra = {name: spec.split(",") for name, _, spec in (a.partition("=") for a in args.arm)}
     regimes, seeds = (["64"], 1) if args.quick else (args.regimes, args.seeds)
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
-    out = args.out or (work if args.quick else REPO / "benchmarks")
+    jobs = plan_jobs(args, work, regimes, seeds)
+    started = time.time()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda job: launch(job, max(1, 2 // args.jobs)), jobs))
+    report = {
+        "command": shlex.join(
+            ["python", "scripts/bench_accuracy.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "minutes": round((time.time() - started) / 60),
+        "jobs": args.jobs,
+        "seeds": seeds,
+        "arms": args.arms,
+        "results": results,
+    }
+    return write_report(report, args.out or (work if args.quick else REPO / "benchmarks"), args.name)
+
+
+def plan_jobs(args: argparse.Namespace, work: Path, regimes: list[str], seeds: int) -> list[dict]:
+    """One job per task, size, seed and arm; the data of each task and size written once."""
+    extra = {name: spec.split(",") for name, _, spec in (a.partition("=") for a in args.arm)}
     jobs = []
     for task in args.tasks:
         for regime in regimes:
@@ -335,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(seeds):
                 for arm in args.arms:
                     folder = work / "runs" / f"{task}-{regime}-{arm}-{seed}"
+                    overrides = [o for o in extra.get(arm, []) if o]
                     jobs.append(
                         {
                             "task": task,
@@ -344,28 +365,27 @@ def main(argv: list[str] | None = None) -> int:
                             "data": str(data),
                             "out": str(folder),
                             "extends": ARMS.get(arm) or "base",
-                            "overrides": [o for o in extra.get(arm, []) if o],
+                            "overrides": overrides,
                         }
                     )
-    started = time.time()
-    threads = max(1, 2 // args.jobs)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: launch(job, threads), jobs))
+    return jobs
+
+
+def write_report(report: dict, out: Path, name: str) -> int:
+    """Print the table and write NAME.md and NAME.json (the json re-renders with --render)."""
+    results, arms = report["results"], report["arms"]
     failed = [r for r in results if "error" in r]
-    lines, rows = summarize([r for r in results if "error" not in r], args.arms)
-    command = shlex.join(
-        ["python", "scripts/bench_accuracy.py", *(argv if argv is not None else sys.argv[1:])]
-    )
+    lines, rows = summarize([r for r in results if "error" not in r], arms)
     text = "\n".join(
         [
-            f"# Accuracy against the plain Trainer (MiniLM-L6, GLUE dev, {seeds} seeds)",
+            f"# Accuracy against the plain Trainer (MiniLM-L6, GLUE dev, {report['seeds']} seeds)",
             "",
-            f"`{command}`: {(time.time() - started) / 60:.0f} min with {args.jobs} runs at a time, "
+            f"`{report['command']}`: {report['minutes']} min with {report['jobs']} runs at a time, "
             "each scored once on the whole dev file; mean ± std over seeds, in points (x100).",
             "",
             *lines,
             "",
-            *averages(rows, args.arms),
+            *averages(rows, arms),
             *(
                 f"- failed: {r['task']} {r['regime']} {r['arm']} seed {r['seed']}: {r['error']}"
                 for r in failed
@@ -375,9 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.md").write_text(text, encoding="utf-8")
-    (out / f"{args.name}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    print(f"wrote {out / (args.name + '.md')}")
+    (out / f"{name}.md").write_text(text, encoding="utf-8")
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(f"wrote {out / (name + '.md')}")
     return 1 if failed else 0
 
 
