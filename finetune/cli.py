@@ -314,6 +314,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         max_length=args.max_length,
         device=args.device,
+        overwrite=args.overwrite,
     )
     print(f"wrote {len(records):,} predictions to {args.output}")
     return 0
@@ -332,6 +333,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         max_length=args.max_length,
         device=args.device,
+        overwrite=args.overwrite,
     )
     print(f"{summary['examples']:,} examples of {summary['data']}: {format_metrics(summary['metrics'])}")
     print(
@@ -389,6 +391,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--output", type=Path, required=True, help="JSON-lines file: one prediction per input, in order"
     )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output file (never the --input)"
+    )
     predict.set_defaults(handler=cmd_predict)
 
     evaluate = commands.add_parser(
@@ -401,6 +406,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
         "--label-separator", help="multi_label: separator in label cells (default: the run's)"
     )
     evaluate.add_argument("--output-dir", type=Path, help="default: <run>/evaluations/<file name>")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier evaluation in that folder"
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     compare = commands.add_parser(

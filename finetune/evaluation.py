@@ -20,13 +20,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .data import LABEL, encode_labels, encode_multi_hot, float_targets, label_sets
+from .errors import FinetuneError
 from .metrics import entity_metrics, task_metrics
+from .outputs import same_path
 from .plots import _pyplot
 from .predict import Predictor, load_predictor, predict_dataset, read_inputs, write_jsonl
 from .runs import RECIPE_FILE
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+RESULT_FILES = ("evaluation.json", "predictions.jsonl")  # the figures are PNGs, never a data file
 
 
 def encode_gold(predictor: Predictor, dataset: Dataset, source: str) -> Dataset:
@@ -185,6 +189,22 @@ def default_output_dir(source: Path, data_path: Path) -> Path:
     return Path.cwd() / f"evaluation-{data_path.stem}"
 
 
+def check_output_dir(folder: Path, data_path: Path, overwrite: bool) -> None:
+    """Refuse a folder where the results would replace the data file, or earlier results unless `overwrite`."""
+    for name in RESULT_FILES:
+        if same_path(folder / name, data_path):
+            raise FinetuneError(
+                f"--output-dir {folder}: evaluate writes {name} there, which is the data file {data_path}; "
+                "choose another --output-dir (--overwrite never replaces the data)."
+            )
+    found = [name for name in RESULT_FILES if (folder / name).exists()]
+    if found and not overwrite:
+        raise FinetuneError(
+            f"{folder} already holds the results of an evaluation ({', '.join(found)}); pass --overwrite "
+            "to replace them, or choose another folder with --output-dir."
+        )
+
+
 def evaluate_file(
     source: Path,
     data_path: Path,
@@ -194,15 +214,20 @@ def evaluate_file(
     threshold: float | None = None,
     max_length: int | None = None,
     device: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """`finetune evaluate`: metrics of a model on a labelled file, plus predictions and figures."""
+    """`finetune evaluate`: metrics of a model on a labelled file, plus predictions and figures.
+
+    Never over `data_path`; into a folder with an earlier evaluation only with `overwrite`.
+    """
     source, data_path = Path(source), Path(data_path)
+    folder = Path(output_dir) if output_dir is not None else default_output_dir(source, data_path)
+    check_output_dir(folder, data_path, overwrite)
     predictor = load_predictor(source, columns, threshold, max_length, device)
     raw = read_inputs(predictor, data_path, labelled=True)
     dataset = encode_gold(predictor, raw, str(data_path))
     records, logits, encoded = predict_dataset(predictor, dataset)
     metrics = score(predictor, dataset, logits, encoded)
-    folder = Path(output_dir) if output_dir is not None else default_output_dir(source, data_path)
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl(records, folder / "predictions.jsonl")
     written = figures(predictor, dataset, logits, encoded, folder)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .data import canonical_columns, read_file
 from .errors import FinetuneError
+from .outputs import check_output_file
 from .recipe.data import DataSection
 from .runs import MODEL_DIR, RECIPE_FILE
 
@@ -297,8 +298,13 @@ def predict_file(
     threshold: float | None = None,
     max_length: int | None = None,
     device: str | None = None,
+    overwrite: bool = False,
 ) -> list[dict]:
-    """`finetune predict`: read `input_path`, predict, write one JSON line per input to `output_path`."""
+    """`finetune predict`: read `input_path`, predict, write one JSON line per input to `output_path`.
+
+    Never over `input_path`; over an existing `output_path` only with `overwrite`.
+    """
+    check_output_file(Path(output_path), [Path(input_path)], overwrite)
     predictor = load_predictor(source, columns, threshold, max_length, device)
     dataset = read_inputs(predictor, input_path)
     records, _, _ = predict_dataset(predictor, dataset, batch_size)

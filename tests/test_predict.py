@@ -328,3 +328,61 @@ def test_minilm_demo_run_predicts_and_evaluates_like_training(tmp_path):
     assert [r["text"] for r in records] == [r["text"] for r in rows]
     assert {r["label"] for r in records} <= {"negative", "positive"}
     assert "## Results" in (run_dir / "report.md").read_text()
+
+
+def predict_cli(run_dir, source, output, *flags):
+    return main(["predict", str(run_dir), "--input", str(source), "--output", str(output), *flags])
+
+
+def test_predict_never_writes_over_its_input_file(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    source = tmp_path / "texts.tsv"
+    source.write_text("text\ngreat film\na mess\n")
+    before = source.read_bytes()
+    capsys.readouterr()
+    for output, flags in ((source, []), (tmp_path / "sub" / ".." / "texts.tsv", ["--overwrite"])):
+        assert predict_cli(run_dir, source, output, *flags) == 2
+        err = capsys.readouterr().err
+        assert f"--output {output} is the input file {source}" in err and "Traceback" not in err
+        assert source.read_bytes() == before
+
+
+def test_predict_refuses_an_existing_output_unless_overwrite(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    source = write_rows(tmp_path / "texts.csv", [{"text": t} for t in TEXTS])
+    output = tmp_path / "p.jsonl"
+    output.write_text("earlier predictions\n")
+    capsys.readouterr()
+    assert predict_cli(run_dir, source, output) == 2
+    err = capsys.readouterr().err
+    assert f"--output {output} already exists" in err and "--overwrite" in err
+    assert output.read_text() == "earlier predictions\n"
+    assert predict_cli(run_dir, source, output, "--overwrite") == 0
+    assert len(output.read_text().splitlines()) == len(TEXTS)
+
+
+def test_evaluate_refuses_an_output_dir_with_results_unless_overwrite(trained_run, tmp_path, capsys):
+    run_dir, dev_path = trained_run
+    folder = tmp_path / "eval"
+    args = ["evaluate", str(run_dir), "--data", str(dev_path), "--output-dir", str(folder)]
+    assert main(args) == 0
+    (folder / "evaluation.json").write_text("{}")  # marks the first results
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} already holds the results of an evaluation" in err and "--overwrite" in err
+    assert (folder / "evaluation.json").read_text() == "{}"
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads((folder / "evaluation.json").read_text())["examples"] == 12
+
+
+def test_evaluate_never_writes_over_its_data_file(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    data = tmp_path / "predictions.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in sentiment_rows(1)))
+    before = data.read_bytes()
+    capsys.readouterr()
+    args = ["evaluate", str(run_dir), "--data", str(data), "--output-dir", str(tmp_path), "--overwrite"]
+    assert main(args) == 2
+    assert f"which is the data file {data}" in capsys.readouterr().err
+    assert data.read_bytes() == before
