@@ -201,3 +201,23 @@ def test_hub_with_file_keys_is_an_error_naming_them():
     # the defaults, written out as a resolved recipe.yaml does, are fine
     recipe = validate_recipe({"data": {"hub": hub, "format": "auto", "header": True, "validation": None}})
     assert validate_recipe(recipe.to_yaml_dict()).data.hub.config == "sst2"
+
+
+def alias_bomb(levels: int) -> str:
+    """'Billion laughs' under a valid key: each level a list of ten aliases of the level below."""
+    lines = ["freeze:", "  layers:", "    - &l0 [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]"]
+    for level in range(1, levels):
+        lines.append(f"    - &l{level} [{', '.join([f'*l{level - 1}'] * 10)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text", [alias_bomb(6), "model: &m {name: x, extra: *m}\n"], ids=["billion-laughs", "recursive"]
+)
+def test_yaml_alias_bomb_is_refused_in_one_short_message(tmp_path, capsys, text):
+    from finetune.cli import main
+
+    path = write(tmp_path / "bomb.yaml", text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: YAML aliases" in err and len(err) < 400 and "Traceback" not in err

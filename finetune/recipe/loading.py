@@ -15,6 +15,7 @@ problem at the same time.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,35 @@ from ..errors import RecipeError
 from .schema import Recipe
 
 COMMAND_LINE = "the command line"
+MAX_ALIAS_EXPANSION = 10_000  # values that aliases (*name) may add; a recipe needs a handful
+
+
+class _AliasBomb(Exception):
+    """A document whose aliases expand to more than `MAX_ALIAS_EXPANSION` extra values."""
 
 
 class _Loader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that also reads `2e-5` as a float (YAML 1.1 needs `2.0e-5`)."""
+    """`yaml.SafeLoader` that also reads `2e-5` as a float (YAML 1.1 needs `2.0e-5`), and refuses
+    documents whose aliases expand without bound ("billion laughs", an alias inside its anchor)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        sizes: dict[int, float] = {}
+        if _expanded_size(node, sizes) - len(sizes) > MAX_ALIAS_EXPANSION:
+            raise _AliasBomb
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, float]) -> float:
+    """Nodes under `node` with every alias written out; `sizes` memoizes (and counts distinct nodes)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = math.inf  # reached again before it is sized: an alias inside its own anchor
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    else:
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+    sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 _Loader.add_implicit_resolver(
@@ -50,6 +76,12 @@ def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text safely; a syntax error names the source and line."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except _AliasBomb:
+        raise RecipeError(
+            f"{source}: YAML aliases (*name) expand to more than {MAX_ALIAS_EXPANSION:,} extra values "
+            "(an alias bomb, or an alias inside its own anchor); write the values out, or share "
+            "settings with `extends:`."
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark is not None else source
