@@ -70,6 +70,8 @@ def resolve_path(spec: DataSection, relative: str, key: str) -> Path:
             else Path(spec.dir)
         )
     path = Path(relative) if Path(relative).is_absolute() else base / relative
+    if path.is_dir():
+        raise DataError(folder_not_file(path, key))
     if not path.is_file():
         hint = ""
         if path.parent.is_dir():
@@ -79,6 +81,16 @@ def resolve_path(spec: DataSection, relative: str, key: str) -> Path:
             hint = " Set `data.dir` to the folder that holds the data (e.g. `data.dir=../shared/data/glue`)."
         raise DataError(f"data.{key}: file not found: {path}.{hint}")
     return path
+
+
+def folder_not_file(path: Path, key: str) -> str:
+    """The message for a data file that is a folder: a file is expected, perhaps one inside it."""
+    inside = sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSION_FORMATS)
+    example = f", e.g. data.{key}={inside[0]}" if inside else ""
+    return (
+        f"data.{key}: {path} is a folder, but data.{key} takes a data file "
+        f"({', '.join(sorted(set(EXTENSION_FORMATS.values())))}){example}."
+    )
 
 
 def file_format(spec: DataSection, path: Path) -> str:

@@ -81,6 +81,17 @@ def test_missing_file_suggests_similar_names(tmp_path, sentiment_csv):
         load(dir=str(train.parent), train="trian.csv")
 
 
+def test_a_folder_given_as_a_data_file_says_a_file_is_expected(tmp_path, sentiment_csv):
+    folder = tmp_path / "somefolder"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\na,pos\n")
+    with pytest.raises(DataError) as error:
+        load(dir=str(tmp_path), train="somefolder")
+    message = str(error.value)
+    assert f"data.train: {folder} is a folder, but data.train takes a data file" in message
+    assert "not found" not in message and f"e.g. data.train={folder / 'train.csv'}" in message
+
+
 def test_missing_column_lists_the_columns(sentiment_csv):
     train, dev = sentiment_csv
     with pytest.raises(DataError) as error:

@@ -63,10 +63,24 @@ def test_extends_a_bare_name_prefers_a_sibling_recipe(tmp_path):
 
 
 def test_extends_cycle_is_an_error(tmp_path):
-    write(tmp_path / "a.yaml", {"extends": "b.yaml"})
-    write(tmp_path / "b.yaml", {"extends": "a.yaml"})
-    with pytest.raises(RecipeError, match="cycle"):
-        load_recipe(tmp_path / "a.yaml")
+    a = write(tmp_path / "a.yaml", {"extends": "b.yaml"})
+    b = write(tmp_path / "b.yaml", {"extends": "a.yaml"})
+    with pytest.raises(RecipeError) as error:
+        load_recipe(a)
+    assert f"`extends` forms a cycle: {a} -> {b} -> {a}; remove `extends` from one of them" in str(
+        error.value
+    )
+
+
+@pytest.mark.parametrize("reference", ["mine", "mine.yaml", "./mine.yaml"])
+def test_a_recipe_that_extends_itself_is_told_so(tmp_path, reference):
+    path = write(tmp_path / "mine.yaml", {"extends": reference, "training": {"epochs": 1}})
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path)
+    message = str(error.value)
+    assert (
+        f"{path}: `extends: {reference}` names this recipe itself" in message and "not found" not in message
+    )
 
 
 def test_missing_recipe_suggests_a_shipped_one():

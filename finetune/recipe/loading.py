@@ -116,6 +116,11 @@ def find_recipe(reference: str, relative_to: Path | None = None, extending: Path
     for candidate in candidates:
         if candidate.is_file() and candidate.resolve() != extending:
             return candidate.resolve()
+    if any(candidate.is_file() for candidate in candidates):  # only `extending` itself
+        raise RecipeError(
+            f"{extending}: `extends: {reference}` names this recipe itself; a recipe cannot extend "
+            "itself. Name another recipe, or remove `extends`."
+        )
     shipped = sorted(p.stem for p in shipped_recipes_dir().glob("*.yaml"))
     suggestion = difflib.get_close_matches(Path(reference).stem, shipped, n=1)
     hint = f" Did you mean '{suggestion[0]}'?" if suggestion else ""
@@ -162,7 +167,7 @@ def read_recipe_data(path: Path, provenance: dict[str, str], chain: tuple[Path, 
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
-        raise RecipeError(f"`extends` forms a cycle: {cycle}")
+        raise RecipeError(f"`extends` forms a cycle: {cycle}; remove `extends` from one of them.")
     data = _read_mapping(path)
     parent = data.pop("extends", None)
     if parent is None:
