@@ -110,12 +110,25 @@ def add_launch_command(commands: argparse._SubParsersAction) -> None:
     launch.set_defaults(handler=cmd_launch)
 
 
+def _explain_plot(args: argparse.Namespace) -> Path | None:
+    """Where `explain` writes its plot: --plot, else beside the recipe; never over a file unless --overwrite."""
+    from .explain import default_plot_path
+    from .outputs import refuse_existing
+    from .recipe import find_recipe
+
+    if args.no_plot:
+        return None
+    path = Path(args.plot) if args.plot else default_plot_path(find_recipe(args.recipe))
+    refuse_existing(path, args.overwrite, "--plot")
+    return path
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    explain(recipe, num_labels=args.num_labels, steps=args.steps, plot=None if args.no_plot else args.plot)
+    explain(recipe, num_labels=args.num_labels, steps=args.steps, plot=_explain_plot(args))
     return 0
 
 
@@ -460,8 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="optimizer steps of the run, for the schedule and unfreezing steps (default: from the data size)",
     )
     explain.add_argument(
-        "--plot", default="explain.png", help="where to write the plot (default: explain.png)"
+        "--plot",
+        "--output",
+        dest="plot",
+        help="where to write the plot (default: <recipe>.explain.png beside the recipe file; "
+        "for a shipped recipe, in the current folder)",
     )
+    explain.add_argument("--overwrite", action="store_true", help="replace an existing plot file")
     explain.add_argument("--no-plot", action="store_true", help="do not write the plot")
     explain.set_defaults(handler=cmd_explain)
 

@@ -3,7 +3,7 @@
 One row per block (embeddings, each layer, pooler, head): parameters, trainable or frozen, train or
 eval mode, the peak learning rate and weight decay of its optimizer groups, when it unfreezes and
 whether it is re-initialised; totals (trainable share, optimizer-state memory); the schedule's LR at
-key steps; and `explain.png`, the per-block LRs as bars (frozen blocks grey) next to the schedule.
+key steps; and `<recipe>.explain.png`, the per-block LRs as bars (frozen blocks grey) next to the schedule.
 A recipe author sees exactly what the recipe will do before spending GPU hours.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import FinetuneError
-from .recipe import Recipe
+from .recipe import Recipe, shipped_recipes_dir
 
 
 def state_slots(spec: Any) -> tuple[int, str]:
@@ -205,10 +205,11 @@ def explain(
     recipe: Recipe,
     num_labels: int | None = None,
     steps: int | None = None,
-    plot: str | Path | None = "explain.png",
+    plot: str | Path | None = None,
     show_recipe: bool = True,
 ) -> Explanation:
-    """Print what `recipe` will do to its model (no training); write the plot unless `plot` is None."""
+    """Print what `recipe` will do to its model (no training), then the resolved recipe; write the
+    plot to `plot` unless it is None."""
     from .adapters import add_adapters
     from .anatomy import model_anatomy
     from .defaults import resolve_auto
@@ -221,9 +222,6 @@ def explain(
     model = load_model(recipe.model, labels, None, recipe.regularization)
     resolution = resolve_auto(recipe, model.config, examples)  # what `auto` becomes for this model
     recipe = resolution.recipe
-    if show_recipe:
-        print("# resolved recipe")
-        print(yaml.safe_dump(recipe.to_yaml_dict(), sort_keys=False), end="")
     total_steps, per_epoch, source = plan_steps(recipe, examples, steps)
     summary = freeze_model(model, recipe)
     add_adapters(model, recipe.peft, recipe.model.task, summary.frozen_blocks)  # peft: blocks show adapters
@@ -253,10 +251,19 @@ def explain(
         notes=[*resolution.notes, *summary.notes],
     )
     print_explanation(recipe, model, labels, result)
+    if show_recipe:
+        print("\n# resolved recipe")
+        print(yaml.safe_dump(recipe.to_yaml_dict(), sort_keys=False), end="")
     if plot is not None and rows:
         result.plot = plot_explanation(recipe, result, anatomy, Path(plot), per_epoch)
         print(f"\nwrote {result.plot}")
     return result
+
+
+def default_plot_path(recipe_file: Path) -> Path:
+    """`<recipe>.explain.png` beside the recipe file; in the working directory for a shipped recipe."""
+    shipped = recipe_file.resolve().is_relative_to(shipped_recipes_dir().resolve())
+    return (Path.cwd() if shipped else recipe_file.parent) / f"{recipe_file.stem}.explain.png"
 
 
 def print_explanation(recipe: Recipe, model: Any, labels: int, result: Explanation) -> None:

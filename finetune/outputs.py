@@ -33,7 +33,7 @@ def refuse_existing(path: Path, overwrite: bool, option: str) -> None:
         raise FinetuneError(f"{option} {path} is a folder; give the path of a file to write.")
     if path.exists() and not overwrite:
         raise FinetuneError(
-            f"{option} {path} already exists; pass --overwrite to replace it, or choose another {option} path."
+            f"{path} already exists; pass --overwrite to replace it, or choose another {option} path."
         )
 
 

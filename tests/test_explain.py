@@ -133,3 +133,33 @@ def test_optimizer_state_memory_follows_the_optimizer():
     assert state_slots(OptimizerSection(name="adamw"))[0] == 2
     assert state_slots(OptimizerSection(name="sgd"))[0] == 1  # momentum 0.9 by default
     assert state_slots(OptimizerSection(name="sgd", momentum=0.0)) == (0, "no state")
+
+
+def explain_cli(recipe, tiny_model_dir, *flags):
+    return main(["explain", str(recipe), f"model.name={tiny_model_dir}", "--num-labels", "2", *flags])
+
+
+def test_cli_prints_the_table_before_the_resolved_recipe(tiny_model_dir, tmp_path, capsys):
+    assert explain_cli("base", tiny_model_dir, "--no-plot") == 0
+    out = capsys.readouterr().out
+    assert out.index("block       parameters") < out.index("# resolved recipe")
+
+
+def test_cli_writes_the_plot_beside_the_recipe_and_never_replaces_it(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    recipe = tmp_path / "recipes" / "mine.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text("extends: base\n")
+    monkeypatch.chdir(tmp_path)
+    plot = recipe.parent / "mine.explain.png"
+    assert explain_cli(recipe, tiny_model_dir) == 0
+    assert plot.read_bytes().startswith(PNG) and not (tmp_path / "explain.png").exists()
+    plot.write_bytes(b"an earlier plot")
+    capsys.readouterr()
+    assert explain_cli(recipe, tiny_model_dir) == 2
+    err = capsys.readouterr().err
+    assert f"{plot} already exists; pass --overwrite to replace it" in err and "Traceback" not in err
+    assert plot.read_bytes() == b"an earlier plot"
+    assert explain_cli(recipe, tiny_model_dir, "--overwrite") == 0
+    assert plot.read_bytes().startswith(PNG)

@@ -355,7 +355,7 @@ def test_predict_refuses_an_existing_output_unless_overwrite(trained_run, tmp_pa
     capsys.readouterr()
     assert predict_cli(run_dir, source, output) == 2
     err = capsys.readouterr().err
-    assert f"--output {output} already exists" in err and "--overwrite" in err
+    assert f"{output} already exists; pass --overwrite to replace it, or choose another --output" in err
     assert output.read_text() == "earlier predictions\n"
     assert predict_cli(run_dir, source, output, "--overwrite") == 0
     assert len(output.read_text().splitlines()) == len(TEXTS)
