@@ -6,8 +6,8 @@ scheduler, gradient scaler, RNG states of every process, `trainer_state.json`) p
 unfreezing, the fault guard), the evaluation before training, and which best weights go with it.
 
 - **Atomic.** Every process writes into `.tmp-checkpoint-<step>/`; once all are done the main
-  process renames it. A crash or a full disk mid-write leaves a `.tmp-` folder that nothing reads,
-  never a checkpoint that looks complete. Old checkpoints are renamed away before they are deleted.
+  process flushes it to disk (fsync) and renames it. A crash or a full disk mid-write leaves a
+  `.tmp-` folder that nothing reads, never a checkpoint that looks complete. Old checkpoints are renamed away before they are deleted.
 - **Kept.** The newest `checkpoints.keep_last`, plus `best-<step>/`: the early-stopping best
   weights that a kept checkpoint refers to (a loadable Hugging Face model folder).
 - **Resume.** The Trainer's `resume_from_checkpoint` restores weights, optimizer, scheduler, RNG
@@ -34,7 +34,15 @@ from .errors import FinetuneError
 from .recipe import Recipe, validate_recipe
 from .recipe.checkpoints import CheckpointsSection
 from .recipe.loading import parse_yaml
-from .runs import RECIPE_FILE, RESULTS_FILE, create_run_dir, truncate_metrics, write_recipe
+from .runs import (
+    RECIPE_FILE,
+    RESULTS_FILE,
+    create_run_dir,
+    fsync_path,
+    fsync_tree,
+    truncate_metrics,
+    write_recipe,
+)
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "finetune_state.json"
@@ -278,7 +286,9 @@ def save_checkpoint(trainer: Any, keep_last: int) -> Path:
     if main:
         if final.exists():  # a same-step checkpoint of an earlier attempt
             _remove(final)
+        fsync_tree(partial)  # on disk before it is named complete, and the name after
         os.replace(partial, final)
+        fsync_path(folder)
         rotate_checkpoints(folder, keep_last)
     trainer.checkpoint_step = trainer.state.global_step
     return final
@@ -351,7 +361,9 @@ def write_best_weights(folder: Path, early: EarlyStopping | None, model: Any) ->
     config = getattr(model, "config", None)
     if config is not None:
         config.save_pretrained(str(partial))
+    fsync_tree(partial)
     os.replace(partial, folder / name)
+    fsync_path(folder)
     return name
 
 

@@ -89,10 +89,36 @@ def write_recipe(run_dir: Path, recipe: Recipe, source: str | None = None) -> Pa
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a file under a temporary name and rename it: a reader sees the old or the new, never half."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    """Write a file under a temporary name, flush it to disk, rename it and flush the folder: a reader,
+    or a machine that lost power, finds the old file or the new one, never half of one. The name is
+    per process, so workers sharing a folder (a sweep's) never write into each other's."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (a rename or a new file in it), to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under `folder`, and `folder` itself: before renaming it into place."""
+    for path in sorted(folder.rglob("*"), reverse=True):  # deepest first, each folder after its entries
+        fsync_path(path)
+    fsync_path(folder)
 
 
 def truncate_metrics(run_dir: Path, step: int) -> int:

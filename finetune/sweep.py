@@ -482,7 +482,7 @@ def run_trial(trial: optuna.Trial, sweep: SweepRun, metric: str, budget: int) ->
     """One trial: the recipe with this trial's values, trained into `<sweep>/trial-NNN`."""
     from .faults import RunInterrupted, TrainingDiverged
     from .pipeline import say, train
-    from .runs import RESULTS_FILE
+    from .runs import write_results
 
     params = {key: suggest(trial, key, dim) for key, dim in sweep.spec.space.items()}
     run_dir = sweep.folder / f"trial-{trial.number:03d}"
@@ -510,7 +510,7 @@ def run_trial(trial: optuna.Trial, sweep: SweepRun, metric: str, budget: int) ->
     if pruning.pruned_at is not None:
         reason = f"pruned by the sweep at step {pruning.pruned_at} (evaluation {pruning.evaluations})"
         result.results["stop_reason"] = reason
-        (run_dir / RESULTS_FILE).write_text(json.dumps(result.results, indent=2) + "\n", encoding="utf-8")
+        write_results(run_dir, result.results)
         say(f"trial {trial.number}: {reason}; best {metric} {value}")
         raise optuna.TrialPruned(reason)
     if value is None or not math.isfinite(value):

@@ -15,13 +15,13 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .recipe.sweep import RangeSpec, SweepFile
+from .runs import write_atomically
 
 if TYPE_CHECKING:
     import optuna
@@ -117,14 +117,14 @@ def write_table(rows: list[dict[str, Any]], keys: list[str], metric: str, folder
         ]
         for r in rows
     ]
-    _atomic_write(folder / "results.csv", _csv_text(columns, records))
+    write_atomically(folder / "results.csv", _csv_text(columns, records))
     lines = ["| " + " | ".join(columns[:-1]) + " |", "|" + " --- |" * (len(columns) - 1)]
     for record in records:
         cells = [show(c) if isinstance(c, float) else ("" if c is None else str(c)) for c in record[:-1]]
         if isinstance(record[2], float):
             cells[2] = f"{record[2]:.4f}"  # the metric: four decimals, as the other commands print it
         lines.append("| " + " | ".join(cells) + " |")
-    _atomic_write(folder / "results.md", "\n".join(lines) + "\n")
+    write_atomically(folder / "results.md", "\n".join(lines) + "\n")
 
 
 def _cell(value: Any) -> Any:
@@ -137,13 +137,6 @@ def _csv_text(columns: list[str], records: list[list[Any]]) -> str:
     writer.writerow(columns)
     writer.writerows(["" if c is None else c for c in record] for record in records)
     return buffer.getvalue()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename: workers sharing a sweep never read half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
 
 
 def write_best(sweep: SweepRun, best: dict[str, Any], metric: str) -> Path:
@@ -159,7 +152,7 @@ def write_best(sweep: SweepRun, best: dict[str, Any], metric: str) -> Path:
         f"# ({shown}). Train it with: finetune train {sweep.folder / BEST_FILE}\n"
     )
     path = sweep.folder / BEST_FILE
-    _atomic_write(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    write_atomically(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path
 
 

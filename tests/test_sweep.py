@@ -1,7 +1,9 @@
 """Sweeps: the sweep-file schema and its errors, a grid sweep's trials and best.yaml, pruning, resume."""
 
 import csv
+import errno
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -246,6 +248,53 @@ def test_a_terrible_value_is_pruned(short_recipe, tmp_path):
     assert pruned["steps"] == 2 < int(rows[1e-3]["steps"]) == 4
     best = load_recipe(folder / "best.yaml")
     assert best.optimizer.lr in (1e-3, 2e-3)
+
+
+class _FullDiskHalfWay:
+    """A file handle that writes half of a text mentioning a pruned trial, then finds the disk full."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, text):
+        if "pruned by the sweep" not in text:
+            return self.handle.write(text)
+        self.handle.write(text[: len(text) // 2])
+        self.handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+
+def test_a_crash_while_a_pruned_trials_results_are_written_leaves_the_previous_file(
+    short_recipe, tmp_path, monkeypatch
+):
+    real_open = Path.open
+
+    def open_results(self, mode="r", *args, **kwargs):
+        handle = real_open(self, mode, *args, **kwargs)
+        return _FullDiskHalfWay(handle) if "w" in mode and "results.json" in self.name else handle
+
+    monkeypatch.setattr(Path, "open", open_results)
+    spec = sweep_spec(
+        method="grid",
+        pruning={"startup_trials": 2, "warmup_evaluations": 0},
+        space={"optimizer.lr": [1e-3, 2e-3, 0.9]},  # the third is pruned (see the test above)
+    )
+    folder = tmp_path / "sweep"
+    with pytest.raises(OSError, match="No space left"):
+        run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    pruned = folder / "trial-002"
+    results = json.loads((pruned / "results.json").read_text())  # what the run itself wrote, whole
+    assert results["steps"] == 2 and not str(results.get("stop_reason")).startswith("pruned by the sweep")
+    assert [p.name for p in pruned.iterdir() if "results" in p.name] == ["results.json"]
 
 
 def test_a_stopped_grid_sweep_resumes_without_redoing_finished_trials(short_recipe, tmp_path, monkeypatch):
