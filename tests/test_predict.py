@@ -359,6 +359,8 @@ def test_predict_refuses_an_existing_output_unless_overwrite(trained_run, tmp_pa
     assert output.read_text() == "earlier predictions\n"
     assert predict_cli(run_dir, source, output, "--overwrite") == 0
     assert len(output.read_text().splitlines()) == len(TEXTS)
+    assert predict_cli(run_dir, source, tmp_path, "--overwrite") == 2
+    assert f"--output {tmp_path} is a folder; give the path of a file to write" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_an_output_dir_with_results_unless_overwrite(trained_run, tmp_path, capsys):
