@@ -28,7 +28,10 @@ class EarlyStopping(TrainerCallback):
     than `min_delta` (absolute, or a fraction of the best when `relative`). The evaluation before
     training (step 0) makes the starting weights the first candidate: a run that only gets worse
     (a diverging LR) ends with the weights it started from, never with damaged ones marked best;
-    it does not count towards patience. With `enabled=False` the run is never stopped early, but
+    it does not count towards patience. A later evaluation that ties the best takes its place (more
+    training at a lower LR, the same validation score) without resetting patience: on a small
+    validation split ties are common, and the earlier weights scored worse on held-out data
+    (docs/defaults.md). With `enabled=False` the run is never stopped early, but
     the best evaluated weights are still restored at the end.
     """
 
@@ -92,6 +95,8 @@ class EarlyStopping(TrainerCallback):
             self.keep(value, state, model)
             self.evaluations_without_improvement = 0
             return
+        if value == self.best:  # a tie goes to the later, longer-trained weights
+            self.keep(value, state, model)
         self.evaluations_without_improvement += 1
         if self.enabled and self.evaluations_without_improvement >= self.patience:
             control.should_training_stop = True

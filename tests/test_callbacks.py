@@ -23,9 +23,9 @@ def test_stops_after_patience_evaluations_without_improvement(tmp_path):
     for step, value in [(10, 0.6), (20, 0.7), (30, 0.69)]:
         evaluate(stopper, model, step, value, args, state, control)
         assert not control.should_training_stop
-    evaluate(stopper, model, 40, 0.7, args, state, control)  # equal is not better
+    evaluate(stopper, model, 40, 0.7, args, state, control)  # equal is not better: patience runs out
     assert control.should_training_stop
-    assert stopper.best == 0.7 and stopper.best_step == 20
+    assert stopper.best == 0.7 and stopper.best_step == 40  # but the tie's later weights are kept
     assert "step 40" in stopper.stop_reason()
 
 

@@ -77,7 +77,7 @@ def test_gradual_recipe_unfreezing_steps_come_from_the_data_size(tiny_model_dir,
 
 
 def test_llrd_recipe_lrs_per_block_and_schedule_points(tiny_model_dir, tmp_path):
-    recipe = shipped("llrd", tiny_model_dir, "layer_lr.decay=0.5")
+    recipe = shipped("llrd", tiny_model_dir, "layer_lr.decay=0.5", "optimizer.lr=5e-5")
     result = explain(recipe, num_labels=2, steps=200, plot=tmp_path / "llrd.png", show_recipe=False)
     lrs = {row["block"]: row["lr"] for row in result.rows}
     assert lrs == pytest.approx(
