@@ -149,7 +149,7 @@ def read_inputs(predictor: Predictor, path: Path, labelled: bool = False) -> Dat
         from .token_data import read_conll, token_file_format, word_columns
 
         if token_file_format(predictor.data, path) == "conll":
-            return read_conll(path, "input", tagged=labelled)
+            return read_conll(path, "input", tagged=labelled, encoding=predictor.data.encoding)
         return word_columns(read_file(predictor.data, path, "input"), predictor.data, str(path), labelled)
     return canonical_columns(read_file(predictor.data, path, "input"), predictor.data, str(path), labelled)
 

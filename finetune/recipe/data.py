@@ -1,8 +1,9 @@
 """`data:` where the examples come from and which columns hold text and labels."""
 
+import codecs
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 
@@ -42,7 +43,7 @@ class DataSection(Section):
 
     hub: HubDataset | None = None
     """Load from the Hugging Face hub instead of files (needs internet); the file keys (`train`,
-    `validation`, `dir`, `format`, `header`) then stay unset."""
+    `validation`, `dir`, `format`, `header`, `encoding`) then stay unset."""
 
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conll"] = "auto"
     """File format; `auto` reads it from the file extension. TSV is read with no quote processing.
@@ -51,6 +52,11 @@ class DataSection(Section):
 
     header: bool = True
     """Whether CSV/TSV files have a header row. Without one, columns are named by position: 0, 1, ..."""
+
+    encoding: str = "utf-8"
+    """Text encoding of CSV/TSV/JSON/CoNLL files, e.g. `latin-1` or `cp1252` for files not written as
+    UTF-8 (a byte the encoding cannot decode is an error naming its line). A UTF-8 byte-order mark is
+    skipped."""
 
     text: Column = "text"
     """Column with the (first) text: a name, or a 0-based position for files without a header."""
@@ -76,6 +82,15 @@ class DataSection(Section):
     max_eval_samples: int | None = Field(None, gt=0)
     """Use only the first N validation rows."""
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{value}'; e.g. utf-8, latin-1, cp1252") from None
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> "DataSection":
         if self.hub is None:
@@ -88,6 +103,7 @@ class DataSection(Section):
             "dir": self.dir is not None,
             "format": self.format != "auto",
             "header": not self.header,
+            "encoding": codecs.lookup(self.encoding).name != "utf-8",
         }
         given = [f"data.{key}" for key, is_set in file_keys.items() if is_set]
         if given:
