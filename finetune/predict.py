@@ -92,8 +92,10 @@ def _input_section(recipe_data: DataSection | None, columns: dict[str, Any]) -> 
     base.update(train=None, validation=None, hub=None, dir=None)
     if base.get("format") not in (None, "conll"):
         base["format"] = "auto"
-    base.update({key: value for key, value in columns.items() if value is not None})
-    return DataSection(**base)
+    given = {key: value for key, value in columns.items() if value is not None}
+    if {"text", "text_pair", "label"} & set(given):
+        base.pop("header", None)  # unless given: none with column positions, else a header row
+    return DataSection(**{**base, **given})
 
 
 def load_predictor(

@@ -6,7 +6,8 @@ import pytest
 from conftest import sentiment_rows, write_rows
 
 from finetune.data import load_task_data, tokenize
-from finetune.errors import DataError
+from finetune.errors import DataError, RecipeError
+from finetune.recipe import validate_recipe
 from finetune.recipe.data import DataSection
 
 
@@ -279,3 +280,13 @@ def test_zero_byte_file_is_empty(tmp_path, name):
     (tmp_path / name).write_bytes(b"")
     with pytest.raises(DataError, match=rf"data.train: .*{name} is empty \(0 bytes\)"):
         load(train=str(tmp_path / name))
+
+
+def test_integer_positions_mean_no_header_row(tmp_path):
+    path = tmp_path / "raw.csv"
+    path.write_text("first row,pos\nsecond row,neg\nthird row,pos\nfourth row,neg\n", encoding="utf-8")
+    data = load(train=str(path), validation=str(path), text=0, label=1)
+    assert data.train["text"][0] == "first row" and len(data.train) == 4
+    recipe = {"data": {"train": str(path), "text": 0, "label": 1, "header": True}}
+    with pytest.raises(RecipeError, match=r"data.header is true but data.text is a column position \(0\)"):
+        validate_recipe(recipe)

@@ -1,7 +1,7 @@
 """`data:` where the examples come from and which columns hold text and labels."""
 
 import codecs
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -51,7 +51,9 @@ class DataSection(Section):
     with task `token_classification`, `auto` reads every file that is not JSON or Parquet as CoNLL."""
 
     header: bool = True
-    """Whether CSV/TSV files have a header row. Without one, columns are named by position: 0, 1, ..."""
+    """Whether CSV/TSV files have a header row. Without one, columns are named by position: 0, 1, ...
+    Unset, it is `false` when `text`, `text_pair` or `label` is a position (an integer), else `true`;
+    `true` with a position is an error (it would read the first row as a header)."""
 
     encoding: str = "utf-8"
     """Text encoding of CSV/TSV/JSON/CoNLL files, e.g. `latin-1` or `cp1252` for files not written as
@@ -91,6 +93,23 @@ class DataSection(Section):
             raise ValueError(f"unknown encoding '{value}'; e.g. utf-8, latin-1, cp1252") from None
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _header_from_columns(cls, data: Any) -> Any:
+        """Integer column positions mean a file without a header, unless `header` says otherwise."""
+        if not isinstance(data, dict) or data.get("hub") is not None:
+            return data
+        positions = [key for key in ("text", "text_pair", "label") if _is_position(data.get(key))]
+        if positions and data.get("header") is True:
+            raise ValueError(
+                f"data.header is true but data.{positions[0]} is a column position "
+                f"({data[positions[0]]}): with a header row, name the column (data.{positions[0]}: "
+                f"<its header>); for a file without a header row, set data.header: false"
+            )
+        if data.get("header") is None:
+            return {**data, "header": not positions}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> "DataSection":
         if self.hub is None:
@@ -114,3 +133,7 @@ class DataSection(Section):
                 f"data.validation_fraction of train)"
             )
         return self
+
+
+def _is_position(column: Any) -> bool:
+    return isinstance(column, int) and not isinstance(column, bool)
