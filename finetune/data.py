@@ -339,6 +339,35 @@ def _check_not_empty(dataset: Dataset, split: str, source: str) -> None:
         raise DataError(f"data.{split}: {source} has no rows")
 
 
+MOSTLY_EMPTY = 0.5  # a split whose texts are more than this share empty is an error
+
+
+def check_empty_texts(dataset: Dataset, spec: DataSection, source: str) -> None:
+    """Empty or whitespace-only texts: a note naming how many, an error when they are most of the split."""
+    for key in ("text", "text_pair"):
+        if key not in dataset.column_names:
+            continue
+        empty = [i for i, text in enumerate(dataset[key]) if not text.strip()]
+        if not empty:
+            continue
+        counted = (
+            f"data.{key}: {len(empty):,} of {len(dataset):,} texts in column '{getattr(spec, key)}' of "
+            f"{source} are empty or whitespace-only (first: row {empty[0] + 1})"
+        )
+        if len(empty) > MOSTLY_EMPTY * len(dataset):
+            raise DataError(
+                f"{counted}. Is data.{key} the right column? Fill in the texts or remove those rows"
+            )
+        _note(f"note: {counted}; they train as empty inputs")
+
+
+def _note(message: str) -> None:
+    from .distributed import is_main_process
+
+    if is_main_process():
+        print(message, flush=True)
+
+
 def _row_hint(index: int, source: str) -> str:
     return f"row {index + 1} of {source}"
 
@@ -487,10 +516,12 @@ def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
     declared = declared_class_names(raw["train"], spec.label)  # hub ClassLabel names, in id order
     train = canonical_columns(raw["train"], spec, sources["train"])
     _check_not_empty(train, "train", sources["train"])
+    check_empty_texts(train, spec, sources["train"])
     validation = None
     if "validation" in raw:
         validation = canonical_columns(raw["validation"], spec, sources["validation"])
         _check_not_empty(validation, "validation", sources["validation"])
+        check_empty_texts(validation, spec, sources["validation"])
 
     label_names = None
     if task == "classification":

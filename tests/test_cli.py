@@ -35,6 +35,14 @@ def test_latin1_data_file_exits_2_naming_file_and_line(tmp_path, capsys):
     assert not run.exists()  # and the same command can run again
 
 
+def test_training_file_of_empty_texts_exits_2(tmp_path, capsys):
+    data = tmp_path / "blank.csv"
+    data.write_text("text,label\n,pos\n  ,neg\n,pos\n", encoding="utf-8")
+    assert main(["train", "base", f"data.train={data}", f"output.dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"data.text: 3 of 3 texts in column 'text' of {data} are empty or whitespace-only" in err
+
+
 def test_validate_prints_the_resolved_recipe(capsys):
     assert main(["validate", "demo", "training.epochs=1"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)

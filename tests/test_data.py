@@ -290,3 +290,21 @@ def test_integer_positions_mean_no_header_row(tmp_path):
     recipe = {"data": {"train": str(path), "text": 0, "label": 1, "header": True}}
     with pytest.raises(RecipeError, match=r"data.header is true but data.text is a column position \(0\)"):
         validate_recipe(recipe)
+
+
+def test_empty_texts_are_counted_and_mostly_empty_is_an_error(tmp_path, capsys):
+    rows = sentiment_rows(1) + [{"text": " ", "label": "pos"}, {"text": "", "label": "neg"}]
+    some = write_rows(tmp_path / "some.csv", rows)
+    data = load(train=str(some), validation=str(some))
+    assert len(data.train) == len(rows)  # kept, and said
+    note = f"note: data.text: 2 of 14 texts in column 'text' of {some} are empty or whitespace-only"
+    assert note in capsys.readouterr().out
+    blank = write_rows(tmp_path / "blank.csv", [{"text": "", "label": "pos"}, {"text": "\t", "label": "neg"}])
+    for split in (
+        {"train": str(blank), "validation": str(some)},
+        {"train": str(some), "validation": str(blank)},
+    ):
+        with pytest.raises(
+            DataError, match=r"data.text: 2 of 2 texts in column 'text' of .*blank.csv are empty"
+        ):
+            load(**split)
