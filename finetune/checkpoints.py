@@ -35,11 +35,14 @@ from .recipe import Recipe, validate_recipe
 from .recipe.checkpoints import CheckpointsSection
 from .recipe.loading import parse_yaml
 from .runs import (
+    DATA_FILES,
+    METRICS_FILE,
     RECIPE_FILE,
     RESULTS_FILE,
     create_run_dir,
     fsync_path,
     fsync_tree,
+    read_metrics,
     truncate_metrics,
     write_recipe,
 )
@@ -50,6 +53,10 @@ TRAINER_STATE_FILE = "trainer_state.json"
 TMP_PREFIX = ".tmp-"
 BEST_WEIGHTS_FILE = "model.safetensors"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+# What a new run writes before its first training step (besides `.<name>.partial` files): the only
+# entries of a folder that `discard_unstarted_run` removes.
+UNSTARTED_ENTRIES = (RECIPE_FILE, DATA_FILES, METRICS_FILE, CHECKPOINTS_DIR, "tensorboard")
 
 # Keys a resumed run may change: where and how it writes, not what it trains.
 RESUME_MAY_CHANGE = ("name", "output", "checkpoints", "training.logging_steps", "training.dataloader_workers")
@@ -125,7 +132,8 @@ def find_resume_point(run_dir: Path) -> ResumePoint:
             )
         raise FinetuneError(
             f"--resume: {run_dir} has no complete checkpoint to resume from (the run stopped before its "
-            f"first one; see checkpoints.every_steps / checkpoints.every_epoch). Start it again instead."
+            f"first one; see checkpoints.every_steps / checkpoints.every_epoch). Start it again instead: "
+            f"with a new output.dir, or in the same folder once it is deleted (rm -r {run_dir})."
         )
     checkpoint = found[-1]
     state = read_state(checkpoint)
@@ -225,6 +233,25 @@ def open_run_dir(
         remove_stale_partials(checkpoints_dir(resume_dir))
         truncate_metrics(resume_dir, point.step)
     return resume_dir, point, changes
+
+
+def discard_unstarted_run(run_dir: Path) -> bool:
+    """After a new run failed: remove its folder if the run took no training step, holds no checkpoint
+    and nothing but what the run wrote (a file someone put there keeps it). Returns whether it did."""
+    if not run_dir.is_dir() or complete_checkpoints(checkpoints_dir(run_dir)) or _took_a_step(run_dir):
+        return False
+    names = {p.name.removeprefix(".").removesuffix(".partial") for p in run_dir.iterdir()}
+    if not names <= set(UNSTARTED_ENTRIES):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
+def _took_a_step(run_dir: Path) -> bool:
+    try:
+        return any(record.get("step", 0) > 0 for record in read_metrics(run_dir))
+    except ValueError:  # a half-written line: something ran, keep it
+        return True
 
 
 def _on_cpu(recipe: Recipe) -> bool:

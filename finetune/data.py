@@ -7,8 +7,10 @@ model is loaded or a step is taken, and reported with the file and column at fau
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,10 +107,111 @@ def file_format(spec: DataSection, path: Path) -> str:
     return fmt
 
 
-def _headerless_names(path: Path, delimiter: str) -> list[str]:
-    with path.open(encoding="utf-8-sig") as handle:
-        first = handle.readline().rstrip("\n\r")
-    return [str(i) for i in range(len(first.split(delimiter)))]
+def text_codec(encoding: str) -> str:
+    """The codec text files are read with: `data.encoding`, skipping a UTF-8 byte-order mark."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def check_readable(path: Path, encoding: str | None, split: str) -> None:
+    """A 0-byte file, or (text formats) a byte `encoding` cannot decode: an error naming file and line."""
+    if path.stat().st_size == 0:
+        raise DataError(
+            f"data.{split}: {path} is empty (0 bytes); point data.{split} at the file with the data"
+        )
+    offset = None if encoding is None else first_bad_byte(path, encoding)
+    if offset is not None:
+        raise DataError(_encoding_message(path, encoding, offset, split))
+
+
+def first_bad_byte(path: Path, encoding: str) -> int | None:
+    """Offset of the first byte of `path` that `encoding` cannot decode, or None (read in 1 MiB blocks)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(1 << 20)
+            pending = len(decoder.getstate()[0])  # bytes of a character split across blocks
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                return offset - pending + error.start
+            if not block:
+                return None
+            offset += len(block)
+
+
+def _encoding_message(path: Path, encoding: str, offset: int, split: str) -> str:
+    with path.open("rb") as handle:
+        before = handle.read(offset + 1)
+    line, column = before.count(b"\n") + 1, offset - before.rfind(b"\n", 0, offset)
+    return (
+        f"data.{split}: {path} is not valid {encoding} text (data.encoding): line {line}, column {column} "
+        f"(byte offset {offset}) holds byte 0x{before[-1]:02x}, which {encoding} cannot decode. Re-encode the "
+        f"file as UTF-8 or set data.encoding: latin-1 (or the encoding it was written in, e.g. cp1252)"
+    )
+
+
+def _reader(spec: DataSection, fmt: str, path: Path) -> tuple[str, dict[str, Any]]:
+    """The `load_dataset` builder for a file format, and its options."""
+    if fmt in ("csv", "tsv"):
+        return "csv", _csv_options(spec, fmt, path)
+    if fmt in ("json", "jsonl"):
+        return "json", {"encoding": spec.encoding}
+    return "parquet", {}
+
+
+def _csv_options(spec: DataSection, fmt: str, path: Path) -> dict[str, Any]:
+    """`load_dataset("csv")` options; without a header, columns are named by position: 0, 1, ..."""
+    options: dict[str, Any] = {
+        "delimiter": "\t" if fmt == "tsv" else ",",
+        "encoding": text_codec(spec.encoding),
+        "keep_default_na": False,
+    }
+    if fmt == "tsv":
+        options["quoting"] = csv.QUOTE_NONE  # GLUE's TSVs hold `"` characters that are text, not quoting
+    width = _csv_width(path, options)
+    if not spec.header:
+        options.update(column_names=[str(i) for i in range(width)], header=None)
+    return options
+
+
+def _csv_width(path: Path, options: dict[str, Any]) -> int:
+    """Columns of the first line. pandas takes a longer second line for an index column (shifting every
+    column) where it should be an error: read alone, without a header, it is one (pandas' ParserError)."""
+    import pandas as pd
+
+    quoting = options.get("quoting", csv.QUOTE_MINIMAL)
+    sep, encoding = options["delimiter"], options["encoding"]
+    first = pd.read_csv(path, header=None, nrows=2, dtype=str, sep=sep, encoding=encoding, quoting=quoting)
+    return first.shape[1]
+
+
+RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _unreadable(error: Exception, path: Path, fmt: str, spec: DataSection, split: str) -> DataError:
+    """The cause of a read error that `datasets` hides behind 'An error occurred while generating'."""
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    ragged = RAGGED.search(str(cause))
+    if ragged:
+        return DataError(_ragged_message(path, fmt, spec, split, *map(int, ragged.groups())))
+    if "corresponds to no data" in str(error):
+        return DataError(f"data.{split}: {path} has no rows")
+    return DataError(f"data.{split}: could not read {path} as {fmt}: {type(cause).__name__}: {cause}")
+
+
+def _ragged_message(
+    path: Path, fmt: str, spec: DataSection, split: str, expected: int, line: int, found: int
+) -> str:
+    first = "the header (line 1)" if spec.header else "line 1"
+    fix = (
+        "TSV is read without quoting, so a text cannot hold a tab: replace the extra tabs"
+        if fmt == "tsv"
+        else 'put a text that holds a comma in double quotes ("a, b"), or remove the extra values'
+    )
+    return f"data.{split}: {path}, line {line}: {found} columns where {first} has {expected}; {fix}"
 
 
 def read_file(spec: DataSection, path: Path, split: str = "train") -> Dataset:
@@ -116,27 +219,12 @@ def read_file(spec: DataSection, path: Path, split: str = "train") -> Dataset:
     from datasets import load_dataset
 
     fmt = file_format(spec, path)
-    kwargs: dict[str, Any] = {}
-    if fmt in ("csv", "tsv"):
-        delimiter = "\t" if fmt == "tsv" else ","
-        kwargs = {"delimiter": delimiter, "encoding": "utf-8-sig", "keep_default_na": False}
-        if fmt == "tsv":
-            # GLUE's TSVs hold `"` characters that are text, not quoting.
-            kwargs["quoting"] = csv.QUOTE_NONE
-        if not spec.header:
-            kwargs["column_names"] = _headerless_names(path, delimiter)
-            kwargs["header"] = None
-        builder = "csv"
-    elif fmt in ("json", "jsonl"):
-        builder = "json"
-    else:
-        builder = "parquet"
+    check_readable(path, None if fmt == "parquet" else spec.encoding, split)
     try:
-        dataset = load_dataset(builder, data_files={"data": str(path)}, split="data", **kwargs)
+        builder, options = _reader(spec, fmt, path)
+        dataset = load_dataset(builder, data_files={"data": str(path)}, split="data", **options)
     except Exception as error:  # datasets raises many types for unreadable files
-        if "corresponds to no data" in str(error):
-            raise DataError(f"data.{split}: {path} has no rows") from None
-        raise DataError(f"data.{split}: could not read {path} as {fmt}: {error}") from None
+        raise _unreadable(error, path, fmt, spec, split) from None
     renames = {c: c.lstrip("\ufeff").strip() for c in dataset.column_names if c != c.lstrip("\ufeff").strip()}
     return dataset.rename_columns(renames) if renames else dataset
 
@@ -261,6 +349,35 @@ def declared_class_names(dataset: Dataset, column: str | int) -> list[str] | Non
 def _check_not_empty(dataset: Dataset, split: str, source: str) -> None:
     if len(dataset) == 0:
         raise DataError(f"data.{split}: {source} has no rows")
+
+
+MOSTLY_EMPTY = 0.5  # a split whose texts are more than this share empty is an error
+
+
+def check_empty_texts(dataset: Dataset, spec: DataSection, source: str) -> None:
+    """Empty or whitespace-only texts: a note naming how many, an error when they are most of the split."""
+    for key in ("text", "text_pair"):
+        if key not in dataset.column_names:
+            continue
+        empty = [i for i, text in enumerate(dataset[key]) if not text.strip()]
+        if not empty:
+            continue
+        counted = (
+            f"data.{key}: {len(empty):,} of {len(dataset):,} texts in column '{getattr(spec, key)}' of "
+            f"{source} are empty or whitespace-only (first: row {empty[0] + 1})"
+        )
+        if len(empty) > MOSTLY_EMPTY * len(dataset):
+            raise DataError(
+                f"{counted}. Is data.{key} the right column? Fill in the texts or remove those rows"
+            )
+        _note(f"note: {counted}; they train as empty inputs")
+
+
+def _note(message: str) -> None:
+    from .distributed import is_main_process
+
+    if is_main_process():
+        print(message, flush=True)
 
 
 def _row_hint(index: int, source: str) -> str:
@@ -411,10 +528,12 @@ def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
     declared = declared_class_names(raw["train"], spec.label)  # hub ClassLabel names, in id order
     train = canonical_columns(raw["train"], spec, sources["train"])
     _check_not_empty(train, "train", sources["train"])
+    check_empty_texts(train, spec, sources["train"])
     validation = None
     if "validation" in raw:
         validation = canonical_columns(raw["validation"], spec, sources["validation"])
         _check_not_empty(validation, "validation", sources["validation"])
+        check_empty_texts(validation, spec, sources["validation"])
 
     label_names = None
     if task == "classification":

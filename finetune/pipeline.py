@@ -7,7 +7,6 @@ first optimizer step.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,14 @@ from typing import Any, NoReturn
 
 from .adapters import add_adapters, describe_adapters, save_adapted
 from .callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
-from .checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints, saved_recipe
+from .checkpoints import (
+    CheckpointCadence,
+    ResumePoint,
+    discard_unstarted_run,
+    open_run_dir,
+    remove_checkpoints,
+    saved_recipe,
+)
 from .data import LABEL, TaskData, load_task_data, tokenize
 from .defaults import adopt_resolved, resolve_auto
 from .distributed import is_main_process, process_count, quiet_unless_main, replica_fingerprints
@@ -250,24 +256,38 @@ def train(
     """Run a recipe end to end and write its run folder.
 
     `callbacks` are extra `TrainerCallback`s (e.g. a sweep's pruning reporter), run after ours.
-    A user error found while preparing removes the run folder this call created (it holds nothing
-    yet but the recipe), so a failed start leaves no half-made run behind. `resume` continues a run
-    folder from its newest checkpoint (see checkpoints.py). A run stopped by a signal, a non-finite
-    loss or a diverging metric writes what it knows and raises (faults.py).
+    Any failure before the first training step (a user error found while preparing, Ctrl-C, a crash)
+    removes the run folder this call created, unless it holds a checkpoint or a file the run did not
+    write (checkpoints.discard_unstarted_run): the same command can run again. `resume` continues a
+    run folder from its newest checkpoint (see checkpoints.py). A run stopped by a signal, a
+    non-finite loss or a diverging metric writes what it knows and raises (faults.py).
     """
     started = time.time()
     quiet_unless_main()
     run_dir, point, changes = open_run_dir(recipe, source, resume, allow_recipe_change)
+    try:
+        return run_in(run_dir, point, changes, recipe, source, callbacks, started)
+    except BaseException:
+        if point is None and is_main_process() and discard_unstarted_run(run_dir):
+            say(f"run folder {run_dir} removed: the run stopped before its first training step")
+        raise
+
+
+def run_in(
+    run_dir: Path,
+    point: ResumePoint | None,
+    changes: list[str],
+    recipe: Recipe,
+    source: str | None,
+    callbacks: list[Any] | None,
+    started: float,
+) -> RunResult:
+    """Train in an opened run folder (new, or resumed from `point`): the body of `train`."""
     say(f"run folder: {run_dir}" + (f" (resuming from {point.checkpoint.name})" if point else ""))
     guard = FaultGuard(recipe.guards, recipe.model.task)
     if point is not None:  # `auto` keys take the values the run was started with
         recipe = adopt_resolved(recipe, saved_recipe(run_dir))
-    try:
-        run = prepare(recipe, run_dir, [CheckpointCadence(recipe.checkpoints), guard, *(callbacks or [])])
-    except FinetuneError:
-        if point is None and is_main_process():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    run = prepare(recipe, run_dir, [CheckpointCadence(recipe.checkpoints), guard, *(callbacks or [])])
     if run.recipe is not recipe and is_main_process():  # recipe.yaml records the values used
         write_recipe(run_dir, run.recipe, source)
     recipe = run.recipe

@@ -93,8 +93,10 @@ def _input_section(recipe_data: DataSection | None, columns: dict[str, Any]) -> 
     base.update(train=None, validation=None, hub=None, dir=None)
     if base.get("format") not in (None, "conll"):
         base["format"] = "auto"
-    base.update({key: value for key, value in columns.items() if value is not None})
-    return DataSection(**base)
+    given = {key: value for key, value in columns.items() if value is not None}
+    if {"text", "text_pair", "label"} & set(given):
+        base.pop("header", None)  # unless given: none with column positions, else a header row
+    return DataSection(**{**base, **given})
 
 
 def load_predictor(
@@ -150,7 +152,7 @@ def read_inputs(predictor: Predictor, path: Path, labelled: bool = False) -> Dat
         from .token_data import read_conll, token_file_format, word_columns
 
         if token_file_format(predictor.data, path) == "conll":
-            return read_conll(path, "input", tagged=labelled)
+            return read_conll(path, "input", tagged=labelled, encoding=predictor.data.encoding)
         return word_columns(read_file(predictor.data, path, "input"), predictor.data, str(path), labelled)
     return canonical_columns(read_file(predictor.data, path, "input"), predictor.data, str(path), labelled)
 

@@ -62,6 +62,7 @@ def create_run_dir(recipe: Recipe) -> Path:
             raise FinetuneError(
                 f"output.dir: {path} already exists; finetune never overwrites a run. Choose a new folder "
                 f"(e.g. output.dir={path}-2) or leave output.dir unset for a timestamped one."
+                + _existing_run_hint(path)
             ) from None
         return path
     base = default_run_dir(recipe)
@@ -73,6 +74,20 @@ def create_run_dir(recipe: Recipe) -> Path:
         except FileExistsError:  # taken since default_run_dir looked: try the next suffix
             path = base.with_name(f"{base.name}-{n}")
             n += 1
+
+
+def _existing_run_hint(path: Path) -> str:
+    """What to do with an `output.dir` that exists: continue its run, or delete a run that never started."""
+    from .checkpoints import checkpoints_dir, complete_checkpoints  # checkpoints.py imports this module
+
+    if complete_checkpoints(checkpoints_dir(path)):
+        return f" To continue its run from its last checkpoint: finetune train --resume {path}"
+    if (path / RECIPE_FILE).is_file() and not (path / RESULTS_FILE).is_file():
+        return (
+            f" It holds a run that stopped before its first checkpoint; to start it again in this folder, "
+            f"delete it first if nothing in it is needed: rm -r {path}"
+        )
+    return ""
 
 
 def write_recipe(run_dir: Path, recipe: Recipe, source: str | None = None) -> Path:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .data import (
     LABEL,
     TaskData,
+    check_readable,
     class_names_for_ids,
     column_name,
     file_format,
@@ -28,6 +29,7 @@ from .data import (
     read_file,
     resolve_path,
     split_validation,
+    text_codec,
 )
 from .errors import DataError
 from .recipe.data import DataSection
@@ -83,11 +85,12 @@ def parse_conll(text: str, source: str, tagged: bool = True) -> tuple[list[list[
     return sentences, tag_lists
 
 
-def read_conll(path: Path, split: str, tagged: bool = True) -> Dataset:
+def read_conll(path: Path, split: str, tagged: bool = True, encoding: str = "utf-8") -> Dataset:
     """A CoNLL file as a `Dataset` with `tokens` and (when `tagged`) `labels` (tag names) columns."""
     from datasets import Dataset
 
-    sentences, tags = parse_conll(path.read_text(encoding="utf-8-sig"), str(path), tagged)
+    check_readable(path, encoding, split)
+    sentences, tags = parse_conll(path.read_text(encoding=text_codec(encoding)), str(path), tagged)
     if not sentences:
         raise DataError(f"data.{split}: {path} holds no sentences (one `word tag` per line expected)")
     return Dataset.from_dict({TOKENS: sentences, LABEL: tags} if tagged else {TOKENS: sentences})
@@ -156,7 +159,7 @@ def encode_tags(dataset: Dataset, names: list[str], split: str, source: str) -> 
 def read_token_split(spec: DataSection, path: Path, split: str) -> Dataset:
     """One file, CoNLL or JSON-like, as `tokens`/`labels` columns (tag names)."""
     if token_file_format(spec, path) == "conll":
-        return read_conll(path, split)
+        return read_conll(path, split, encoding=spec.encoding)
     return word_columns(read_file(spec, path, split), spec, str(path))
 
 

@@ -6,7 +6,8 @@ import pytest
 from conftest import sentiment_rows, write_rows
 
 from finetune.data import load_task_data, tokenize
-from finetune.errors import DataError
+from finetune.errors import DataError, RecipeError
+from finetune.recipe import validate_recipe
 from finetune.recipe.data import DataSection
 
 
@@ -253,3 +254,68 @@ def test_hub_dataset_offline_says_it_needs_internet(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="need internet access"):
         load(hub={"name": "nyu-mll/glue", "config": "sst2"})
+
+
+def test_latin1_file_names_the_line_of_the_first_bad_byte(tmp_path):
+    rows = "text,label\ngood film,pos\ncaf\xe9 au lait,neg\nfine,pos\nbad,neg\n"
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(rows.encode("latin-1"))
+    headerless = tmp_path / "latin1-raw.csv"
+    headerless.write_bytes(rows.split("\n", 1)[1].encode("latin-1"))
+    for file, line, options in ((path, 3, {}), (headerless, 2, {"text": 0, "label": 1, "header": False})):
+        with pytest.raises(DataError) as error:
+            load(train=str(file), **options)
+        message = str(error.value)
+        assert f"{file} is not valid utf-8 text" in message and f"line {line}, column 4" in message
+        assert "re-encode the file as utf-8 or set data.encoding: latin-1" in message.lower()
+    data = load(train=str(path), validation=str(path), encoding="latin-1")
+    assert "caf\xe9 au lait" in data.train["text"]
+
+
+def test_ragged_row_names_file_line_and_column_counts(tmp_path):
+    csv_file = tmp_path / "ragged.csv"
+    csv_file.write_text("text,label\ngood,pos\nbad, really bad,neg\nfine,pos\n", encoding="utf-8")
+    tsv_file = tmp_path / "ragged.tsv"
+    tsv_file.write_text("text\tlabel\ngood\tpos\nbad\tneg\nfine\tpos\tx\n", encoding="utf-8")
+    second = tmp_path / "second.csv"  # pandas would take the extra value for an index column
+    second.write_text("text,label\nbad, really bad,neg\ngood,pos\n", encoding="utf-8")
+    for file, line in ((csv_file, 3), (tsv_file, 4), (second, 2)):
+        with pytest.raises(
+            DataError, match=rf"data.train: .*{file.name}, line {line}: 3 columns where the header"
+        ):
+            load(train=str(file))
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.jsonl"])
+def test_zero_byte_file_is_empty(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(DataError, match=rf"data.train: .*{name} is empty \(0 bytes\)"):
+        load(train=str(tmp_path / name))
+
+
+def test_integer_positions_mean_no_header_row(tmp_path):
+    path = tmp_path / "raw.csv"
+    path.write_text("first row,pos\nsecond row,neg\nthird row,pos\nfourth row,neg\n", encoding="utf-8")
+    data = load(train=str(path), validation=str(path), text=0, label=1)
+    assert data.train["text"][0] == "first row" and len(data.train) == 4
+    recipe = {"data": {"train": str(path), "text": 0, "label": 1, "header": True}}
+    with pytest.raises(RecipeError, match=r"data.header is true but data.text is a column position \(0\)"):
+        validate_recipe(recipe)
+
+
+def test_empty_texts_are_counted_and_mostly_empty_is_an_error(tmp_path, capsys):
+    rows = sentiment_rows(1) + [{"text": " ", "label": "pos"}, {"text": "", "label": "neg"}]
+    some = write_rows(tmp_path / "some.csv", rows)
+    data = load(train=str(some), validation=str(some))
+    assert len(data.train) == len(rows)  # kept, and said
+    note = f"note: data.text: 2 of 14 texts in column 'text' of {some} are empty or whitespace-only"
+    assert note in capsys.readouterr().out
+    blank = write_rows(tmp_path / "blank.csv", [{"text": "", "label": "pos"}, {"text": "\t", "label": "neg"}])
+    for split in (
+        {"train": str(blank), "validation": str(some)},
+        {"train": str(some), "validation": str(blank)},
+    ):
+        with pytest.raises(
+            DataError, match=r"data.text: 2 of 2 texts in column 'text' of .*blank.csv are empty"
+        ):
+            load(**split)

@@ -109,6 +109,14 @@ def test_plain_model_folder_with_a_column_option(trained_run, tmp_path):
     assert predictor.task == "classification" and predictor.label_names == ["neg", "pos"]
 
 
+def test_column_position_reads_a_headerless_input_of_a_named_column_run(trained_run, tmp_path):
+    run_dir, _ = trained_run  # trained on files with a header row
+    source = tmp_path / "raw.tsv"
+    source.write_text("".join(f"{i}\t{text}\n" for i, text in enumerate(TEXTS)), encoding="utf-8")
+    records = predict_file(run_dir, source, tmp_path / "o.jsonl", columns={"text": 1})
+    assert [r["text"] for r in records] == TEXTS  # the first row is an input, not a header
+
+
 def test_cli_predict_and_its_errors(trained_run, tmp_path, capsys):
     run_dir, _ = trained_run
     source = write_rows(tmp_path / "texts.csv", [{"text": t} for t in TEXTS])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import TrainerCallback
 
 from finetune.checkpoints import complete_checkpoints
@@ -142,3 +144,82 @@ def test_data_file_changed_between_runs_warns_on_resume(tiny_recipe, tmp_path, c
     train(recipe, resume=run)
     out = capsys.readouterr().out
     assert f"warning: data file changed: train: {train_file} changed since the run started" in out
+
+
+def _interrupt_once(real):
+    """`load_task_data` that is stopped by Ctrl-C (a real SIGINT) the first time it is called."""
+    calls = []
+
+    def load(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    return load
+
+
+class _CrashAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError(f"crash before step {self.step + 1}")
+
+
+def test_ctrl_c_while_loading_leaves_no_folder_and_the_same_command_runs(
+    tiny_recipe, tmp_path, monkeypatch, capsys
+):
+    import finetune.pipeline
+    from finetune.cli import main
+
+    tiny_recipe["training"]["max_steps"] = 2
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(tiny_recipe))
+    monkeypatch.setattr(
+        finetune.pipeline, "load_task_data", _interrupt_once(finetune.pipeline.load_task_data)
+    )
+    assert main(["train", str(recipe_file)]) == 130
+    run = tmp_path / "run"
+    assert (
+        f"run folder {run} removed: the run stopped before its first training step" in capsys.readouterr().out
+    )
+    assert not run.exists()
+    assert main(["train", str(recipe_file)]) == 0  # not "already exists"
+    assert (run / "results.json").is_file()
+
+
+def test_crash_before_the_first_step_removes_the_folder_but_not_after_it(tiny_recipe, tmp_path):
+    tiny_recipe["training"]["max_steps"] = 4
+    recipe = validate_recipe(tiny_recipe)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="crash before step 1"):
+        train(recipe, callbacks=[_CrashAt(0)])
+    assert not run.exists()
+    with pytest.raises(RuntimeError, match="crash before step 3"):
+        train(recipe, callbacks=[_CrashAt(2)])  # two steps logged in metrics.jsonl: kept
+    assert (run / "metrics.jsonl").is_file()
+    with pytest.raises(FinetuneError, match="no complete checkpoint .* deleted \\(rm -r "):
+        train(recipe, resume=run)
+
+
+def test_failed_start_keeps_a_folder_holding_a_file_someone_put_there(tiny_recipe, tmp_path, monkeypatch):
+    import finetune.pipeline
+
+    run = tmp_path / "run"
+
+    def load(*args, **kwargs):
+        (run / "notes.txt").write_text("mine")  # written while the run was loading
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune.pipeline, "load_task_data", load)
+    recipe = validate_recipe(tiny_recipe)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe)
+    assert (run / "notes.txt").read_text() == "mine" and (run / "recipe.yaml").is_file()
+    with pytest.raises(
+        FinetuneError,
+        match=rf"already exists; .* delete it first if nothing in it is needed: rm -r {re.escape(str(run))}$",
+    ):
+        train(recipe)

@@ -1,8 +1,9 @@
 """`data:` where the examples come from and which columns hold text and labels."""
 
-from typing import Literal
+import codecs
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 
@@ -42,7 +43,7 @@ class DataSection(Section):
 
     hub: HubDataset | None = None
     """Load from the Hugging Face hub instead of files (needs internet); the file keys (`train`,
-    `validation`, `dir`, `format`, `header`) then stay unset."""
+    `validation`, `dir`, `format`, `header`, `encoding`) then stay unset."""
 
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conll"] = "auto"
     """File format; `auto` reads it from the file extension. TSV is read with no quote processing.
@@ -50,7 +51,14 @@ class DataSection(Section):
     with task `token_classification`, `auto` reads every file that is not JSON or Parquet as CoNLL."""
 
     header: bool = True
-    """Whether CSV/TSV files have a header row. Without one, columns are named by position: 0, 1, ..."""
+    """Whether CSV/TSV files have a header row. Without one, columns are named by position: 0, 1, ...
+    Unset, it is `false` when `text`, `text_pair` or `label` is a position (an integer), else `true`;
+    `true` with a position is an error (it would read the first row as a header)."""
+
+    encoding: str = "utf-8"
+    """Text encoding of CSV/TSV/JSON/CoNLL files, e.g. `latin-1` or `cp1252` for files not written as
+    UTF-8 (a byte the encoding cannot decode is an error naming its line). A UTF-8 byte-order mark is
+    skipped."""
 
     text: Column = "text"
     """Column with the (first) text: a name, or a 0-based position for files without a header."""
@@ -76,6 +84,32 @@ class DataSection(Section):
     max_eval_samples: int | None = Field(None, gt=0)
     """Use only the first N validation rows."""
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{value}'; e.g. utf-8, latin-1, cp1252") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _header_from_columns(cls, data: Any) -> Any:
+        """Integer column positions mean a file without a header, unless `header` says otherwise."""
+        if not isinstance(data, dict) or data.get("hub") is not None:
+            return data
+        positions = [key for key in ("text", "text_pair", "label") if _is_position(data.get(key))]
+        if positions and data.get("header") is True:
+            raise ValueError(
+                f"data.header is true but data.{positions[0]} is a column position "
+                f"({data[positions[0]]}): with a header row, name the column (data.{positions[0]}: "
+                f"<its header>); for a file without a header row, set data.header: false"
+            )
+        if data.get("header") is None:
+            return {**data, "header": not positions}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> "DataSection":
         if self.hub is None:
@@ -88,6 +122,7 @@ class DataSection(Section):
             "dir": self.dir is not None,
             "format": self.format != "auto",
             "header": not self.header,
+            "encoding": codecs.lookup(self.encoding).name != "utf-8",
         }
         given = [f"data.{key}" for key, is_set in file_keys.items() if is_set]
         if given:
@@ -98,3 +133,7 @@ class DataSection(Section):
                 f"data.validation_fraction of train)"
             )
         return self
+
+
+def _is_position(column: Any) -> bool:
+    return isinstance(column, int) and not isinstance(column, bool)
