@@ -29,7 +29,7 @@ from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
 from .learning_check import Baseline, constant_baseline, learning_verdict, prediction_spread, warning_text
-from .metrics import check_reported_metric, check_watched_metric, metrics_function
+from .metrics import check_metric_code, check_reported_metric, check_watched_metric, metrics_function
 from .modeling import check_max_length, load_model, load_tokenizer, start_regression_at_mean
 from .plots import plot_run
 from .recipe import Recipe
@@ -135,6 +135,7 @@ def build_trainer(
             recipe.evaluation.extra_metrics,
             threshold=recipe.model.decision_threshold,
             label_names=data.label_names,
+            trust_remote_code=recipe.evaluation.trust_remote_code,
         ),
         callbacks=[early, JsonlLogger(run_dir / METRICS_FILE), RecipeProgress(early), *(callbacks or [])],
     )
@@ -178,6 +179,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     from transformers import set_seed
 
     set_seed(recipe.training.seed)
+    check_metric_code(recipe.evaluation.extra_metrics, recipe.evaluation.trust_remote_code)
     task = recipe.model.task
     data = load_task_data(recipe.data, task, recipe.training.seed)
     metric = recipe.early_stopping.watched_metric(task)
