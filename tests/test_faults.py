@@ -92,6 +92,18 @@ def test_diverging_validation_metric_stops_the_run(tiny_recipe, tmp_path):
     assert results["status"] == "diverged" and results["steps"] == 6
 
 
+def test_a_diverging_lr_ends_with_the_weights_it_started_from(tiny_recipe, tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    tiny_recipe["optimizer"]["lr"] = 1.0  # the largest the schema takes: the loss climbs to ~10
+    result = train(validate_recipe(tiny_recipe))
+    assert result.results["best"]["step"] == 0
+    assert result.results["final_metrics"] == result.results["initial_metrics"]
+    start = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).state_dict()
+    saved = load_file(result.run_dir / "model" / "model.safetensors")
+    assert all(torch.equal(saved[key], value) for key, value in start.items())
+
+
 def test_divergence_metric_must_be_a_task_metric(tiny_recipe):
     tiny_recipe["guards"] = {"divergence": {"metric": "pearson", "threshold": 0.5}}
     with pytest.raises(
