@@ -347,15 +347,21 @@ def run_in(
     results["wall_seconds"] = round(time.time() - started, 2)
     if is_main_process():
         write_results(run_dir, results)
-        if recipe.output.plots:
-            plot_run(run_dir, read_metrics(run_dir), watched=run.metric, best_step=early.best_step)
-        write_run_documents(run_dir)  # report.md, and the model card in model/README.md
+        write_documents(run_dir, run)
         if not recipe.checkpoints.keep_after_training:
             remove_checkpoints(run_dir)
     say(
         f"{early.stop_reason()}; best {run.metric} {early.best} at step {early.best_step}. Results: {run_dir}"
     )
     return RunResult(run_dir=run_dir, results=results, trainer=trainer)
+
+
+def write_documents(run_dir: Path, run: Prepared) -> None:
+    """The plots (`output.plots`), report.md and the model card, from the files the run wrote: every
+    ending (completed, early-stopped, diverged, interrupted) leaves them."""
+    if run.recipe.output.plots:
+        plot_run(run_dir, read_metrics(run_dir), watched=run.metric, best_step=run.early.best_step)
+    write_run_documents(run_dir)  # report.md, and the model card in model/README.md
 
 
 def check_learning(run: Prepared, final: dict[str, float], initial: dict[str, float]) -> dict[str, Any]:
@@ -413,6 +419,7 @@ def stop_run(
         results.update(status="interrupted", resume_command=command)
         if is_main_process():
             write_results(run_dir, results)
+            write_documents(run_dir, run)
         raise RunInterrupted(
             f"{guard.stop_reason}; checkpoint saved in {run_dir / 'checkpoints'}. Continue with: {command}",
             guard.signal_received,
@@ -424,6 +431,7 @@ def stop_run(
     results.update(status="diverged")
     if is_main_process():
         write_results(run_dir, results)
+        write_documents(run_dir, run)
     raise TrainingDiverged(
         f"{guard.stop_reason}; training stopped.{kept} Try a lower optimizer.lr, a longer warmup or "
         f"regularization.clip_grad_norm; see guards: in the README."
