@@ -31,7 +31,9 @@ class EarlyStopping(TrainerCallback):
     it does not count towards patience. A later evaluation that ties the best takes its place (more
     training at a lower LR, the same validation score) without resetting patience: on a small
     validation split ties are common, and the earlier weights scored worse on held-out data
-    (docs/defaults.md). With `enabled=False` the run is never stopped early, but
+    (docs/defaults.md). A tie never displaces the starting weights, though: training must beat them
+    (a diverging LR leaves accuracy at chance, tying a start at chance, with wrecked weights).
+    With `enabled=False` the run is never stopped early, but
     the best evaluated weights are still restored at the end.
     """
 
@@ -95,7 +97,7 @@ class EarlyStopping(TrainerCallback):
             self.keep(value, state, model)
             self.evaluations_without_improvement = 0
             return
-        if value == self.best:  # a tie goes to the later, longer-trained weights
+        if value == self.best and self.best_step != 0:  # a tie goes to the later, longer-trained weights
             self.keep(value, state, model)
         self.evaluations_without_improvement += 1
         if self.enabled and self.evaluations_without_improvement >= self.patience:

@@ -59,7 +59,14 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 UNSTARTED_ENTRIES = (RECIPE_FILE, DATA_FILES, METRICS_FILE, CHECKPOINTS_DIR, "tensorboard")
 
 # Keys a resumed run may change: where and how it writes, not what it trains.
-RESUME_MAY_CHANGE = ("name", "output", "checkpoints", "training.logging_steps", "training.dataloader_workers")
+RESUME_MAY_CHANGE = (
+    "name",
+    "output",
+    "checkpoints",
+    "training.logging_steps",
+    "training.dataloader_workers",
+    "evaluation.trust_remote_code",  # a run started before the key existed opts in when it resumes
+)
 
 
 @dataclass

@@ -135,10 +135,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     import yaml
 
+    from .preflight import check_recipe
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    check_recipe(recipe, args.recipe)
     print(yaml.safe_dump(recipe.to_yaml_dict(), sort_keys=False), end="")
+    if recipe.data.hub is not None:
+        print(
+            f"# data.hub '{recipe.data.hub.name}': not checked (`finetune train` downloads it)",
+            file=sys.stderr,
+        )
     print(f"# recipe '{args.recipe}' is valid", file=sys.stderr)
     return 0
 
@@ -483,7 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-plot", action="store_true", help="do not write the plot")
     explain.set_defaults(handler=cmd_explain)
 
-    validate = commands.add_parser("validate", help="check a recipe and print it fully resolved")
+    validate = commands.add_parser(
+        "validate",
+        help="check a recipe, its data files' columns and its model (config only, no weights); print it resolved",
+    )
     _add_recipe_arguments(validate)
     validate.set_defaults(handler=cmd_validate)
     add_model_commands(commands)

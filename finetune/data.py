@@ -225,6 +225,30 @@ def read_file(spec: DataSection, path: Path, split: str = "train") -> Dataset:
         dataset = load_dataset(builder, data_files={"data": str(path)}, split="data", **options)
     except Exception as error:  # datasets raises many types for unreadable files
         raise _unreadable(error, path, fmt, spec, split) from None
+    return _clean_column_names(dataset)
+
+
+def read_head(spec: DataSection, path: Path, split: str = "train") -> Dataset:
+    """The first row of a data file, read as `read_file` reads the whole file (same format, options
+    and errors), for checks that need only the columns: `finetune validate`. Streamed: only the first
+    block of the file is parsed."""
+    from datasets import Dataset, load_dataset
+
+    fmt = file_format(spec, path)
+    check_readable(path, None if fmt == "parquet" else spec.encoding, split)
+    try:
+        builder, options = _reader(spec, fmt, path)
+        rows = load_dataset(builder, data_files={"data": str(path)}, split="data", streaming=True, **options)
+        first = next(iter(rows), None)
+    except Exception as error:  # datasets raises many types for unreadable files
+        raise _unreadable(error, path, fmt, spec, split) from None
+    if first is None:
+        raise DataError(f"data.{split}: {path} has no rows")
+    return _clean_column_names(Dataset.from_list([first]))
+
+
+def _clean_column_names(dataset: Dataset) -> Dataset:
+    """Column names without a byte-order mark or surrounding spaces (`text ` is `text`)."""
     renames = {c: c.lstrip("\ufeff").strip() for c in dataset.column_names if c != c.lstrip("\ufeff").strip()}
     return dataset.rename_columns(renames) if renames else dataset
 
@@ -513,6 +537,19 @@ def split_validation(
     return parts["train"], parts["test"]
 
 
+def no_data_error(task: str) -> DataError:
+    """The error for a recipe with neither `data.train` nor `data.hub`."""
+    if task == "token_classification":
+        return DataError(
+            "data: the recipe names no data. Set `data.train` (a CoNLL or JSON Lines file with word and tag "
+            "lists) or `data.hub.name`"
+        )
+    return DataError(
+        "data: the recipe names no data. Set `data.train` (a csv/tsv/json/jsonl/parquet file) "
+        "or `data.hub.name` (a hub dataset), e.g. `finetune train RECIPE data.train=train.csv`"
+    )
+
+
 def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
     """Read, check and label-encode the train and validation splits named by the recipe."""
     if task == "token_classification":  # word lists and tag lists: their own reader
@@ -520,10 +557,7 @@ def load_task_data(spec: DataSection, task: str, seed: int) -> TaskData:
 
         return load_token_data(spec, seed)
     if spec.hub is None and spec.train is None:
-        raise DataError(
-            "data: the recipe names no data. Set `data.train` (a csv/tsv/json/jsonl/parquet file) "
-            "or `data.hub.name` (a hub dataset), e.g. `finetune train RECIPE data.train=train.csv`"
-        )
+        raise no_data_error(task)
     raw, sources = _read_splits(spec)
     declared = declared_class_names(raw["train"], spec.label)  # hub ClassLabel names, in id order
     train = canonical_columns(raw["train"], spec, sources["train"])

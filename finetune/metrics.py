@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import FinetuneError
+from .errors import FinetuneError, RecipeError
 from .recipe.early_stopping import TASK_METRICS
 from .recipe.training import split_metric_name
 
@@ -202,10 +203,37 @@ def check_reported_metric(
         )
 
 
-def load_extra_metrics(names: list[str]) -> list[Any]:
-    """`evaluate` metrics by name; offline, a clear error instead of a connection traceback."""
+BUILTIN_METRICS = sorted({m for ms in TASK_METRICS.values() for m in ms})  # computed here, offline
+
+
+def hub_metric_names(names: list[str]) -> list[str]:
+    """The extra metrics whose code `evaluate.load` downloads from the hub and runs: every name that is
+    not a local metric script or folder."""
+    return [name for name in names if not Path(split_metric_name(name)[0]).exists()]
+
+
+def check_metric_code(names: list[str], trust_remote_code: bool) -> None:
+    """Refuse `evaluate` metrics from the hub (code that would run here) unless the recipe opts in
+    with `evaluation.trust_remote_code`, as `model.trust_remote_code` does for model code."""
+    untrusted = [] if trust_remote_code else hub_metric_names(names)
+    if not untrusted:
+        return
+    one = len(untrusted) == 1
+    raise RecipeError(
+        f"evaluation.extra_metrics: {', '.join(repr(n) for n in untrusted)} "
+        + ("is an `evaluate` metric" if one else "are `evaluate` metrics")
+        + " whose code is downloaded from the Hugging Face hub and run in this process; set "
+        f"evaluation.trust_remote_code: true to allow that (only for metrics you trust), or remove "
+        f"{'it' if one else 'them'}. The built-in metrics ({', '.join(BUILTIN_METRICS)}) need no opt-in."
+    )
+
+
+def load_extra_metrics(names: list[str], trust_remote_code: bool = False) -> list[Any]:
+    """`evaluate` metrics by name (hub ones only with `trust_remote_code`); offline, a clear error
+    instead of a connection traceback."""
     if not names:
         return []
+    check_metric_code(names, trust_remote_code)
     import evaluate
 
     loaded = []
@@ -217,7 +245,7 @@ def load_extra_metrics(names: list[str]) -> list[Any]:
             raise FinetuneError(
                 f"evaluation.extra_metrics: could not load '{name}' with `evaluate` ({type(error).__name__}: "
                 f"{error}). `evaluate` metrics download their code from the hub and need internet; "
-                f"the built-in metrics ({', '.join(sorted({m for ms in TASK_METRICS.values() for m in ms}))}) work offline."
+                f"the built-in metrics ({', '.join(BUILTIN_METRICS)}) work offline."
             ) from None
     return loaded
 
@@ -228,13 +256,15 @@ def metrics_function(
     extra_metrics: list[str] | None = None,
     threshold: float = 0.5,
     label_names: list[str] | None = None,
+    trust_remote_code: bool = False,
 ) -> Callable:
     """The `compute_metrics` callable for `transformers.Trainer`.
 
     `threshold` is the multi-label decision threshold; `label_names` (the tags) are needed for
-    token classification's entity-level metrics.
+    token classification's entity-level metrics; `trust_remote_code` (`evaluation.trust_remote_code`)
+    lets `extra_metrics` load their code from the hub.
     """
-    extras = load_extra_metrics(extra_metrics or [])
+    extras = load_extra_metrics(extra_metrics or [], trust_remote_code)
 
     def compute(prediction: Any) -> dict[str, float]:
         logits, labels = prediction.predictions, prediction.label_ids

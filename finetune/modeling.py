@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,12 +86,54 @@ def missing_package(error: Exception) -> str | None:
     return None
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and the chain of errors it was raised from."""
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    return chain
+
+
+def cached_model_ids() -> list[str]:
+    """Hub ids of the models in the local Hugging Face cache (what loads offline)."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
+    if not cache.is_dir():
+        return []
+    return sorted(p.name[len("models--") :].replace("--", "/") for p in cache.glob("models--*"))
+
+
+def unknown_hub_id(source: str, error: OSError) -> str | None:
+    """The message for a hub id the hub does not have, or (offline) that is neither cached nor an alias."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    causes = _causes(error)
+    if any(isinstance(c, RepositoryNotFoundError) and not isinstance(c, GatedRepoError) for c in causes):
+        return (
+            f"model.name: '{source}' was not found on the Hugging Face hub, and it is not a local folder; "
+            f"check the spelling (e.g. `bert-base-uncased`, `org/name`), or log in (`hf auth login`) for a "
+            f"private model"
+        )
+    cached = cached_model_ids()
+    if source in cached or not any(isinstance(c, LocalEntryNotFoundError) for c in causes):
+        return None
+    near = difflib.get_close_matches(source, [*ALIASES, *cached], n=1, cutoff=0.5)
+    return (
+        f"model.name: '{source}' is not a local folder, an alias or a model in the Hugging Face cache, and "
+        f"the hub cannot be reached (offline)."
+        + (f" Did you mean '{near[0]}'?" if near else "")
+        + f" Offline, use an alias ({', '.join(ALIASES)}), a cached model or a local model folder."
+    )
+
+
 def _from_pretrained(loader: Any, source: str, what: str, **kwargs: Any) -> Any:
     try:
         return loader.from_pretrained(source, **kwargs)
     except OSError as error:
         raise FinetuneError(
-            f"model.name: could not load the {what} of '{source}': {error}. A hub id needs internet access "
+            unknown_hub_id(source, error)
+            or f"model.name: could not load the {what} of '{source}': {error}. A hub id needs internet access "
             f"(or a copy in the Hugging Face cache); offline, use a local folder or `minilm-l6`."
         ) from None
     except (ImportError, ValueError) as error:
@@ -199,6 +242,26 @@ def load_config(spec: ModelSection, num_labels: int, label_names: list[str] | No
     return config
 
 
+def model_skeleton(spec: ModelSection, config: Any) -> PreTrainedModel:
+    """The model's architecture built from its config on the meta device: every parameter's name and
+    shape, no weights read and no memory allocated. For checks of what the recipe does to the model's
+    layers without loading it (`finetune validate`)."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return model_class(spec.task).from_config(config, trust_remote_code=spec.trust_remote_code)
+    except ValueError as error:  # no head of this kind for the architecture, as `load_model` reports it
+        raise FinetuneError(
+            f"model.name: '{spec.name}' cannot be loaded as a {head_kind(spec.task)}: {error}"
+        ) from None
+
+
+def head_kind(task: str) -> str:
+    """What the task loads the model as, for messages."""
+    return "token-classification model" if task == "token_classification" else "sequence-classification model"
+
+
 def load_model(
     spec: ModelSection,
     num_labels: int,
@@ -210,15 +273,10 @@ def load_model(
     for key, value in dropout_overrides(config, regularization).items():
         setattr(config, key, value)
     source = resolve_model_path(spec.name)
-    what = (
-        "token-classification model"
-        if spec.task == "token_classification"
-        else "sequence-classification model"
-    )
     model, info = _from_pretrained(
         model_class(spec.task),
         source,
-        what,
+        head_kind(spec.task),
         config=config,
         revision=spec.revision,
         trust_remote_code=spec.trust_remote_code,

@@ -29,7 +29,7 @@ from .errors import FinetuneError
 from .faults import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
 from .freezing import FreezeSummary, apply_freeze, summarize
 from .learning_check import Baseline, constant_baseline, learning_verdict, prediction_spread, warning_text
-from .metrics import check_reported_metric, check_watched_metric, metrics_function
+from .metrics import check_metric_code, check_reported_metric, check_watched_metric, metrics_function
 from .modeling import check_max_length, load_model, load_tokenizer, start_regression_at_mean
 from .plots import plot_run
 from .recipe import Recipe
@@ -135,6 +135,7 @@ def build_trainer(
             recipe.evaluation.extra_metrics,
             threshold=recipe.model.decision_threshold,
             label_names=data.label_names,
+            trust_remote_code=recipe.evaluation.trust_remote_code,
         ),
         callbacks=[early, JsonlLogger(run_dir / METRICS_FILE), RecipeProgress(early), *(callbacks or [])],
     )
@@ -178,6 +179,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     from transformers import set_seed
 
     set_seed(recipe.training.seed)
+    check_metric_code(recipe.evaluation.extra_metrics, recipe.evaluation.trust_remote_code)
     task = recipe.model.task
     data = load_task_data(recipe.data, task, recipe.training.seed)
     metric = recipe.early_stopping.watched_metric(task)
@@ -345,15 +347,21 @@ def run_in(
     results["wall_seconds"] = round(time.time() - started, 2)
     if is_main_process():
         write_results(run_dir, results)
-        if recipe.output.plots:
-            plot_run(run_dir, read_metrics(run_dir), watched=run.metric, best_step=early.best_step)
-        write_run_documents(run_dir)  # report.md, and the model card in model/README.md
+        write_documents(run_dir, run)
         if not recipe.checkpoints.keep_after_training:
             remove_checkpoints(run_dir)
     say(
         f"{early.stop_reason()}; best {run.metric} {early.best} at step {early.best_step}. Results: {run_dir}"
     )
     return RunResult(run_dir=run_dir, results=results, trainer=trainer)
+
+
+def write_documents(run_dir: Path, run: Prepared) -> None:
+    """The plots (`output.plots`), report.md and the model card, from the files the run wrote: every
+    ending (completed, early-stopped, diverged, interrupted) leaves them."""
+    if run.recipe.output.plots:
+        plot_run(run_dir, read_metrics(run_dir), watched=run.metric, best_step=run.early.best_step)
+    write_run_documents(run_dir)  # report.md, and the model card in model/README.md
 
 
 def check_learning(run: Prepared, final: dict[str, float], initial: dict[str, float]) -> dict[str, Any]:
@@ -411,6 +419,7 @@ def stop_run(
         results.update(status="interrupted", resume_command=command)
         if is_main_process():
             write_results(run_dir, results)
+            write_documents(run_dir, run)
         raise RunInterrupted(
             f"{guard.stop_reason}; checkpoint saved in {run_dir / 'checkpoints'}. Continue with: {command}",
             guard.signal_received,
@@ -422,6 +431,7 @@ def stop_run(
     results.update(status="diverged")
     if is_main_process():
         write_results(run_dir, results)
+        write_documents(run_dir, run)
     raise TrainingDiverged(
         f"{guard.stop_reason}; training stopped.{kept} Try a lower optimizer.lr, a longer warmup or "
         f"regularization.clip_grad_norm; see guards: in the README."

@@ -119,23 +119,44 @@ def _summary(run: dict[str, Any]) -> str:
     label_text = f" with labels {', '.join(labels)}" if labels and len(labels) <= 12 else ""
     if labels and len(labels) > 12:
         label_text = f" with {len(labels)} labels"
-    best = results.get("best", {})
     lines = [
         f"Fine-tuned **{results.get('model', recipe.get('model', {}).get('name'))}** for {what}{label_text}, "
         f"on {data.get('train', '?'):,} training and {data.get('validation', '?'):,} validation examples."
     ]
     if results.get("steps") is not None:
+        ended = "ended early: " if results.get("status") in STOPPED else ""
         lines.append(
             f"Training ran {results['steps']:,} optimizer steps ({results.get('epochs', 0):g} epochs) in "
-            f"{duration(results.get('train_seconds'))} and {results.get('stop_reason', 'ended')}."
+            f"{duration(results.get('train_seconds'))} and {ended}{results.get('stop_reason', 'ended')}."
         )
-    if best.get("step") is not None:
-        lines.append(
-            f"The best validation {results['metric']} was **{show(best['value'])}** at step {best['step']} "
-            f"(epoch {best.get('epoch') or 0:g}); those weights were restored"
-            + (", evaluated again and saved in `model/`." if (run["dir"] / MODEL_DIR).is_dir() else ".")
-        )
+    if results.get("best", {}).get("step") is not None:
+        lines.append(_best_weights(run))
     return " ".join(lines)
+
+
+STOPPED = ("diverged", "interrupted")  # statuses of runs a fault stopped (faults.py)
+
+
+def _best_weights(run: dict[str, Any]) -> str:
+    """The best evaluation, and what became of its weights: only what the run actually did with them."""
+    results = run["results"]
+    best = results["best"]
+    found = (
+        f"The best validation {results['metric']} was **{show(best['value'])}** at step {best['step']} "
+        f"(epoch {best.get('epoch') or 0:g})"
+    )
+    if results.get("status") == "interrupted":
+        resume = results.get("resume_command")
+        return f"{found}; the run was interrupted before saving them" + (
+            f": continue with `{resume}`." if resume else "."
+        )
+    done = ["restored"]
+    if results.get("final_metrics"):
+        done.append("evaluated again")
+    if (run["dir"] / MODEL_DIR).is_dir():
+        done.append("saved in `model/`")
+    listed = done[0] if len(done) == 1 else f"{', '.join(done[:-1])} and {done[-1]}"
+    return f"{found}; those weights were {listed}."
 
 
 def _results_section(results: dict[str, Any]) -> list[str]:
@@ -146,17 +167,18 @@ def _results_section(results: dict[str, Any]) -> list[str]:
     watched = results.get("metric")
     baseline = (results.get("learning_check") or {}).get("baseline") or {}
     constant = baseline.get("metrics", {})
+    columns = [("before training", initial)] + ([("after (best weights)", final)] if final else [])
+    if constant:
+        columns.append(("constant answer", constant))
     rows = [
-        [f"**{n}** (watched)" if n == watched else n, initial.get(n, "-"), final.get(n, "-")]
-        + ([constant.get(n, "-")] if constant else [])
+        [f"**{n}** (watched)" if n == watched else n, *(values.get(n, "-") for _, values in columns)]
         for n in names
     ]
-    header = ["validation metric", "before training", "after (best weights)"]
     note = [f"Constant answer: {baseline['answer']}.", ""] if constant else []
     return [
         "## Results",
         "",
-        *table(header + (["constant answer"] if constant else []), rows),
+        *table(["validation metric", *(title for title, _ in columns)], rows),
         "",
         *note,
     ]
@@ -377,7 +399,6 @@ def render_model_card(run: dict[str, Any]) -> str:
     front = yaml.safe_dump(_card_metadata(recipe, results), sort_keys=False).strip()
     task = results.get("task", "classification")
     pipeline_tag = "token-classification" if task == "token_classification" else "text-classification"
-    final = results.get("final_metrics", {})
     data = results.get("data", {})
     lines = [
         "---",
@@ -413,10 +434,7 @@ def render_model_card(run: dict[str, Any]) -> str:
         "",
         "## Evaluation results",
         "",
-        "On the validation split, with the saved (best) weights:",
-        "",
-        *table(["metric", "value"], [[k, v] for k, v in final.items()]),
-        "",
+        *_card_results(results),
         "## How to use",
         "",
         "```python",
@@ -435,6 +453,19 @@ def render_model_card(run: dict[str, Any]) -> str:
             "`finetune.adapters.load_adapted_model(folder)` or `finetune predict`, not `pipeline`.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _card_results(results: dict[str, Any]) -> list[str]:
+    """The saved weights' validation metrics, or why there are none."""
+    final = results.get("final_metrics", {})
+    if not final:
+        return [
+            f"Not evaluated after training: the run ended early ({results.get('stop_reason', '?')}). These are "
+            f"the weights of its best evaluation during training; `report.md` in the run folder lists them all.",
+            "",
+        ]
+    table_lines = table(["metric", "value"], [[k, v] for k, v in final.items()])
+    return ["On the validation split, with the saved (best) weights:", "", *table_lines, ""]
 
 
 def write_model_card(run_dir: Path) -> Path | None:

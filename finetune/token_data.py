@@ -26,6 +26,7 @@ from .data import (
     column_name,
     file_format,
     load_hub,
+    no_data_error,
     read_file,
     resolve_path,
     split_validation,
@@ -170,10 +171,7 @@ def _read_token_splits(spec: DataSection) -> tuple[dict[str, Dataset], dict[str,
         sources = {role: f"{name}[{role}]" for role in splits}
         return {role: word_columns(ds, spec, sources[role]) for role, ds in splits.items()}, sources
     if spec.train is None:
-        raise DataError(
-            "data: the recipe names no data. Set `data.train` (a CoNLL or JSON Lines file with word and tag "
-            "lists) or `data.hub.name`"
-        )
+        raise no_data_error("token_classification")
     paths = {"train": resolve_path(spec, spec.train, "train")}
     if spec.validation is not None:
         paths["validation"] = resolve_path(spec, spec.validation, "validation")

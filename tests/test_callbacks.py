@@ -100,6 +100,17 @@ def test_a_training_evaluation_must_beat_the_starting_weights(tmp_path):
     assert stopper.best_step == 20 and stopper.evaluations_without_improvement == 0
 
 
+def test_a_tie_never_displaces_the_starting_weights_but_a_later_tie_wins(tmp_path):
+    args, state, control = setup(tmp_path)
+    stopper = EarlyStopping("accuracy", True, patience=5)
+    evaluate(stopper, tiny_bert(), 0, 0.5, args, state, control)  # before training, at chance
+    evaluate(stopper, tiny_bert(), 10, 0.5, args, state, control)  # a diverged run, still at chance
+    assert stopper.best_step == 0
+    evaluate(stopper, tiny_bert(), 20, 0.8, args, state, control)
+    evaluate(stopper, tiny_bert(), 30, 0.8, args, state, control)  # ties between training steps: later
+    assert stopper.best_step == 30 and stopper.evaluations_without_improvement == 1
+
+
 def test_a_non_finite_value_is_never_an_improvement(tmp_path):
     args, state, control = setup(tmp_path)
     model = tiny_bert()

@@ -62,7 +62,7 @@ def test_watched_metric_must_exist_for_the_task():
 def test_evaluate_metric_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FinetuneError, match="need internet"):
-        metrics_function("classification", 2, ["accuracy"])
+        metrics_function("classification", 2, ["accuracy"], trust_remote_code=True)
 
 
 def test_metric_name_with_a_config():
@@ -75,12 +75,36 @@ def test_metric_name_with_a_config():
 
 
 def test_extra_metric_config_reaches_evaluate_load(fake_evaluate):
-    compute = metrics_function("classification", 2, ["glue:mrpc", "exact_match"])
+    compute = metrics_function("classification", 2, ["glue:mrpc", "exact_match"], trust_remote_code=True)
     assert fake_evaluate.calls == [("glue", "mrpc"), ("exact_match", None)]
     from transformers import EvalPrediction
 
     out = compute(EvalPrediction(predictions=np.array([[2.0, 0.0], [0.0, 1.0]]), label_ids=np.array([0, 0])))
     assert out["exact_match"] == 0.5 and out["accuracy"] == 0.5
+
+
+def test_a_hub_metric_runs_only_with_the_trust_remote_code_opt_in(fake_evaluate):
+    from finetune.errors import RecipeError
+
+    with pytest.raises(RecipeError) as refused:
+        metrics_function("classification", 2, ["glue:mrpc"])
+    assert str(refused.value).startswith(
+        "evaluation.extra_metrics: 'glue:mrpc' is an `evaluate` metric whose code is downloaded from the "
+        "Hugging Face hub and run in this process; set evaluation.trust_remote_code: true to allow that "
+        "(only for metrics you trust), or remove it. The built-in metrics (accuracy, f1, "
+    )
+    assert fake_evaluate.calls == []  # nothing was loaded, so nothing ran
+    metrics_function("classification", 2, ["glue:mrpc"], trust_remote_code=True)
+    assert fake_evaluate.calls == [("glue", "mrpc")]
+
+
+def test_a_local_metric_script_needs_no_opt_in(tmp_path, fake_evaluate):
+    script = tmp_path / "my_metric.py"
+    script.write_text("# the user's own metric\n")
+    with pytest.raises(FinetuneError, match=r"'exact_match' is an `evaluate` metric"):
+        metrics_function("classification", 2, [str(script), "exact_match"])
+    metrics_function("classification", 2, [str(script)])
+    assert fake_evaluate.calls == [(str(script), None)]
 
 
 def test_malformed_extra_metric_is_a_recipe_error():
@@ -92,7 +116,7 @@ def test_malformed_extra_metric_is_a_recipe_error():
 
 
 def test_watched_metric_from_extra_metrics_is_checked_by_computing_them(fake_evaluate):
-    compute = metrics_function("classification", 3, ["exact_match"])
+    compute = metrics_function("classification", 3, ["exact_match"], trust_remote_code=True)
     check_reported_metric("exact_match", "classification", 3, compute, [0, 2, 1])
     with pytest.raises(FinetuneError) as error:
         check_reported_metric("exact_mach", "classification", 3, compute, [0, 2, 1])

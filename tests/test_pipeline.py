@@ -84,6 +84,7 @@ def test_saved_model_is_the_best_not_the_last(tiny_recipe, fake_evaluate):
     # a watched metric that peaks at the first epoch's evaluation (step 6 of 12), whatever training does
     fake_evaluate.metric = FakeMetric("score", lambda predictions, references: float(recorder.step == 6))
     tiny_recipe["evaluation"]["extra_metrics"] = ["score"]
+    tiny_recipe["evaluation"]["trust_remote_code"] = True
     tiny_recipe["early_stopping"] = {"metric": "score", "mode": "max"}
     result = train(validate_recipe(tiny_recipe), callbacks=[recorder])
     assert result.results["best"]["step"] == 6 and result.results["steps"] == 12
@@ -102,6 +103,7 @@ def test_saved_model_is_the_best_not_the_last(tiny_recipe, fake_evaluate):
 
 def test_misspelt_extra_metric_to_watch_fails_before_training(tiny_recipe, tmp_path, fake_evaluate):
     tiny_recipe["evaluation"]["extra_metrics"] = ["exact_match"]
+    tiny_recipe["evaluation"]["trust_remote_code"] = True
     tiny_recipe["early_stopping"] = {"metric": "exact_mach", "mode": "max"}
     with pytest.raises(FinetuneError) as error:
         train(validate_recipe(tiny_recipe))
@@ -109,6 +111,15 @@ def test_misspelt_extra_metric_to_watch_fails_before_training(tiny_recipe, tmp_p
     assert "early_stopping.metric: the evaluation does not report 'exact_mach'" in message
     assert "accuracy, exact_match, f1, f1_macro, loss, mcc" in message
     assert not (tmp_path / "run").exists()  # failed in preparation: no run folder left behind
+
+
+def test_a_hub_metric_without_the_opt_in_fails_before_anything_is_loaded(
+    tiny_recipe, tmp_path, fake_evaluate
+):
+    tiny_recipe["evaluation"]["extra_metrics"] = ["exact_match"]
+    with pytest.raises(FinetuneError, match="set evaluation.trust_remote_code: true to allow that"):
+        train(validate_recipe(tiny_recipe))
+    assert fake_evaluate.calls == [] and not (tmp_path / "run").exists()
 
 
 def test_existing_output_dir_is_never_overwritten(tiny_recipe, tmp_path):

@@ -1,6 +1,7 @@
 """What a run leaves for people: report.md, the model card, and TensorBoard logs."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -58,6 +59,24 @@ def test_report_tells_the_story_of_the_run(run_dir):
     assert "| `optimizer.lr` | `0.001` |" in text and "| `training.epochs` | `2` |" in text
     assert "output.dir" not in text.split("## Recipe")[1].split("## Data")[0]  # bookkeeping, not a choice
     assert "peak memory (process RSS)" in text and "training time" in text
+
+
+def test_report_of_a_stopped_run_claims_no_evaluation_it_did_not_make(run_dir, tmp_path):
+    from finetune.report import write_model_card
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run_dir, stopped)
+    results = json.loads((stopped / "results.json").read_text())
+    reason = "validation loss 0.6931 at step 6 is above guards.divergence.threshold 0.01"
+    results.update(status="diverged", stop_reason=reason, final_metrics={})  # as pipeline.stop_run writes
+    (stopped / "results.json").write_text(json.dumps(results))
+    text = write_report(stopped).read_text()
+    assert "evaluated again" not in text and "after (best weights)" not in text
+    assert f"and ended early: {reason}." in text
+    assert "those weights were restored and saved in `model/`." in text
+    card = write_model_card(stopped).read_text()
+    assert "with the saved (best) weights" not in card
+    assert f"Not evaluated after training: the run ended early ({reason})." in card
 
 
 def test_changed_keys_compare_with_the_defaults():

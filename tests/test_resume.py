@@ -259,6 +259,12 @@ def test_recipe_differences_skip_output_and_logging_keys():
     assert recipe_differences(before, after) == ["training.epochs: 2 -> 3"]
 
 
+def test_a_run_resumes_with_the_extra_metrics_opt_in_added():
+    before = {"evaluation": {"extra_metrics": ["exact_match"], "trust_remote_code": False}}
+    after = {"evaluation": {"extra_metrics": ["exact_match"], "trust_remote_code": True}}
+    assert recipe_differences(before, after) == []
+
+
 def test_rotation_keeps_the_newest_and_the_best_they_refer_to(tmp_path):
     def checkpoint(step, best):
         folder = tmp_path / f"checkpoint-{step}"

@@ -115,8 +115,15 @@ class EvaluationSection(Section):
 
     extra_metrics: list[str] = []
     """More metrics by `evaluate` name, `name:config` for a metric with configurations (e.g.
-    `exact_match`, or `glue:mrpc` for GLUE's MRPC metric); they download code from the hub and so need
-    internet. The built-in metrics (accuracy, f1, f1_macro, mcc, pearson, spearman, mse) work offline."""
+    `exact_match`, or `glue:mrpc` for GLUE's MRPC metric); they download code from the hub and run it,
+    so they need internet and `trust_remote_code: true`. The built-in metrics (accuracy, f1, f1_macro,
+    mcc, pearson, spearman, mse, ...) work offline and need neither."""
+
+    trust_remote_code: bool = False
+    """Allow `extra_metrics` to run code from the hub: `evaluate` downloads each metric's script and
+    executes it in the training process. Off unless you trust those metrics' repositories (like
+    `model.trust_remote_code` for model code); without it a hub metric is an error before training.
+    A metric given as a path to a local script or folder needs no opt-in."""
 
     @field_validator("every")
     @classmethod
