@@ -111,14 +111,6 @@ def test_misspelt_extra_metric_to_watch_fails_before_training(tiny_recipe, tmp_p
     assert not (tmp_path / "run").exists()  # failed in preparation: no run folder left behind
 
 
-def test_existing_output_dir_is_never_overwritten(tiny_recipe, tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "precious.txt").write_text("keep me")
-    with pytest.raises(FinetuneError, match="already exists; finetune never overwrites"):
-        train(validate_recipe(tiny_recipe))
-    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
-
-
 def test_frozen_layers_do_not_change(tiny_recipe):
     from transformers import AutoModelForSequenceClassification
 
