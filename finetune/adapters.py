@@ -104,11 +104,15 @@ def trained_modules(model: nn.Module, extra: list[str]) -> list[str]:
 
     try:
         blocks = model_anatomy(model).blocks
-        names = [*blocks["head"], *blocks.get("pooler", [])]
+        head, pooler = blocks["head"], blocks.get("pooler", [])
     except FinetuneError:  # an architecture the anatomy does not know: the heads transformers uses
-        names = [n for n, _ in model.named_parameters() if n.split(".")[0] in ("classifier", "score")]
-    # the modules that own the parameters (peft's IA3 cannot unload containers such as BertPooler)
-    modules = {name.rpartition(".")[0] for name in [*names, *getattr(model, "new_parameters", [])]}
+        head = [n for n, _ in model.named_parameters() if n.split(".")[0] in ("classifier", "score")]
+        pooler = []
+    # the head's top-level modules: peft's task types save `classifier` whole anyway, and a saved
+    # module nested inside it (RoBERTa's `classifier.dense`) would train a copy the forward never reads
+    modules = {name.split(".")[0] for name in head}
+    # elsewhere the modules that own the parameters (peft's IA3 cannot unload containers such as BertPooler)
+    modules |= {name.rpartition(".")[0] for name in [*pooler, *getattr(model, "new_parameters", [])]}
     modules |= set(extra)
     return sorted(m for m in modules if m and not any(m.startswith(other + ".") for other in modules))
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO, tiny_bert
 
 
@@ -19,20 +20,38 @@ def bench():
     return module
 
 
-def test_matmul_parameters_count_linear_weights_without_embeddings():
-    # tiny BERT: hidden 32, 4 layers, intermediate 37, 2 labels
-    per_layer = 4 * 32 * 32 + 2 * 32 * 37  # Q, K, V, attention output; FFN in and out
-    expected = 4 * per_layer + 32 * 32 + 32 * 2  # + pooler + classifier
-    assert bench().matmul_parameters(tiny_bert()) == expected == 26944
+def counted_training_flops(module, inputs, loss) -> int:
+    """FLOPs of one forward and backward pass as torch's FLOP counter counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        loss(module(**inputs)).backward()
+    return counter.get_total_flops()
 
 
-def test_training_flops_follow_6n_plus_attention():
-    module = bench()
-    assert module.training_flops(1000, 2, 8, [3]) == 6 * 1000 * 3 + 12 * 2 * 8 * 3 * 3
-    # summed per example: padding is not counted, and attention grows with each example's own length
-    assert module.training_flops(1000, 2, 8, [3, 5]) == module.training_flops(
-        1000, 2, 8, [3]
-    ) + module.training_flops(1000, 2, 8, [5])
+def eager_tiny_bert():
+    # eager attention: the CPU's fused attention kernel is invisible to the FLOP counter
+    return tiny_bert(attn_implementation="eager", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def test_flop_formula_matches_a_flop_counter_on_one_token():
+    # with one token the pooler and classifier see as many tokens as the encoder: the whole model counts
+    module, model = bench(), eager_tiny_bert()
+    inputs = {"input_ids": torch.tensor([[101]]), "labels": torch.tensor([1])}
+    counted = counted_training_flops(model, inputs, lambda out: out.loss)
+    assert module.training_flops(module.matmul_parameters(model), 4, 32, [1]) == counted == 163200
+
+
+def test_flop_formula_matches_a_flop_counter_per_example_length():
+    # the encoder on examples of 3 and 5 tokens, each unpadded: weights 6N per token, attention 12 L d T^2
+    module, encoder = bench(), eager_tiny_bert().bert.encoder
+    counted = sum(
+        counted_training_flops(
+            encoder, {"hidden_states": torch.randn(1, n, 32, requires_grad=True)}, lambda out: out[0].sum()
+        )
+        for n in (3, 5)
+    )
+    assert module.training_flops(module.matmul_parameters(encoder), 4, 32, [3, 5]) == counted
 
 
 def test_peak_flops_of_known_gpus():

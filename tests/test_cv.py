@@ -2,6 +2,7 @@
 selection on an inner split, one score on the held-out fold; mean and spread; every fold run is an
 ordinary, reproducible run folder."""
 
+import collections
 import csv
 import json
 import statistics
@@ -185,8 +186,12 @@ def test_cv_on_mrpc_sentence_pairs(tmp_path):
     summary, folder = cross_validate(recipe, folds=2, output=tmp_path / "cv")
     assert [r.fold for r in summary.runs] == [1, 2]
     assert sum(r.heldout_size for r in summary.runs) == 40
-    first = json.loads((folder / "data" / "seed42" / "fold1" / "heldout.jsonl").read_text().splitlines()[0])
-    assert set(first) == {"text", "text_pair", "label"} and first["label"] in (0, 1)  # pairs, numeric labels
+    lines = (folder / "data" / "seed42" / "fold1" / "heldout.jsonl").read_text().splitlines()
+    heldout = [json.loads(line) for line in lines]
+    assert all(set(row) == {"text", "text_pair", "label"} for row in heldout)  # sentence pairs
+    # numeric labels (strings would not count as 0 and 1); the 40 training rows hold 12 negatives and
+    # 28 positives, which stratified folds halve (an unstratified split with this seed happens to as well)
+    assert collections.Counter(row["label"] for row in heldout) == {0: 6, 1: 14}
     run = load_recipe(summary.runs[0].run_dir / "recipe.yaml")
     assert (run.data.text, run.data.text_pair, run.data.label) == ("text", "text_pair", "label")
     assert all(r.value is not None for r in summary.runs)

@@ -15,14 +15,13 @@ from safetensors.torch import load_file
 from finetune.distributed import (
     EpochSeededSampler,
     deepspeed_config,
-    fsdp_config,
     replica_fingerprints,
     replicas_are_whole,
     strategy_arguments,
     weights_fingerprint,
 )
 from finetune.errors import FinetuneError, RecipeError
-from finetune.launch import LaunchOptions, accelerate_config, launch, launch_overrides
+from finetune.launch import LaunchOptions, accelerate_config, launch, launch_overrides, run_accelerate
 from finetune.recipe import validate_recipe
 from finetune.recipe.distributed import DistributedSection
 from finetune.recipe.training import TrainingSection
@@ -46,64 +45,105 @@ def test_global_batch_that_does_not_split_is_an_error():
         validate_recipe({"training": {"global_batch_size": 16, "gradient_accumulation_steps": 2}})
 
 
-def test_ddp_config_starts_processes_with_torchrun_also_on_cpu():
-    options = LaunchOptions(num_processes=2, cpu=True)
-    config = accelerate_config(DistributedSection(), options, 2, "no")
-    assert config["distributed_type"] == "MULTI_GPU"  # accelerate's CPU launcher would start one process
-    assert config["use_cpu"] is True and config["num_processes"] == 2 and config["main_process_port"] == 0
-    single = accelerate_config(DistributedSection(), LaunchOptions(), 1, "bf16")
-    assert single["distributed_type"] == "NO" and single["mixed_precision"] == "bf16"
+def accelerate_picks(monkeypatch, start) -> tuple[str, object]:
+    """The launcher Accelerate chooses when `start()` runs it, and the arguments it hands that launcher.
+
+    Accelerate itself reads finetune's config file and picks; only its process starters are replaced."""
+    import accelerate.commands.launch as accelerate_launch
+
+    picked = []
+    for name in ("simple_launcher", "multi_gpu_launcher", "deepspeed_launcher"):
+        monkeypatch.setattr(accelerate_launch, name, lambda args, name=name: picked.append((name, args)))
+    assert start() == 0
+    (choice,) = picked
+    return choice
 
 
-def test_multi_machine_config_names_the_main_machine():
-    options = LaunchOptions(num_processes=16, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1")
-    config = accelerate_config(DistributedSection(), options, 16, "bf16")
-    assert (config["num_machines"], config["machine_rank"], config["main_process_ip"]) == (2, 1, "10.0.0.1")
-    assert config["main_process_port"] == 29500
+def launched(monkeypatch, tmp_path, options: LaunchOptions) -> tuple[str, object]:
+    recipe = validate_recipe({"output": {"dir": str(tmp_path / "run")}})
+    return accelerate_picks(monkeypatch, lambda: launch(recipe, options))
 
 
-def test_deepspeed_section_becomes_accelerate_and_deepspeed_configs(tmp_path):
-    section = DistributedSection(
-        strategy="deepspeed", deepspeed={"stage": 3, "offload_optimizer": True, "offload_parameters": True}
+def configured(monkeypatch, tmp_path, config: dict) -> tuple[str, object]:
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return accelerate_picks(monkeypatch, lambda: run_accelerate(path, []))
+
+
+def test_two_cpu_processes_start_through_torchrun_with_two_workers(monkeypatch, tmp_path):
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    name, args = launched(monkeypatch, tmp_path, LaunchOptions(num_processes=2, cpu=True))
+    assert name == "multi_gpu_launcher"  # Accelerate's simple (CPU) launcher would start one process
+    prepare_multi_gpu_env(args)
+    assert (args.nproc_per_node, args.use_cpu) == ("2", True)
+
+
+def test_one_process_runs_finetune_train_at_the_asked_precision(monkeypatch, tmp_path):
+    from accelerate.utils.launch import prepare_simple_launcher_cmd_env
+
+    name, args = launched(monkeypatch, tmp_path, LaunchOptions(mixed_precision="bf16"))
+    command, env = prepare_simple_launcher_cmd_env(args)
+    assert name == "simple_launcher" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert command[1:] == ["-m", "finetune.cli", "train", "training.precision=bf16"]
+
+
+def test_second_machine_joins_the_main_machine_on_the_default_port(monkeypatch, tmp_path):
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    options = LaunchOptions(
+        num_processes=16, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1", cpu=True
     )
-    config = accelerate_config(section, LaunchOptions(num_processes=8), 8, "bf16", tmp_path / "ds.json")
-    assert config["distributed_type"] == "DEEPSPEED"
-    assert config["deepspeed_config"]["deepspeed_config_file"] == str(tmp_path / "ds.json")
-    assert config["deepspeed_config"]["deepspeed_multinode_launcher"] == "standard"
-    ds = deepspeed_config(section.deepspeed_options)
-    zero = ds["zero_optimization"]
-    assert zero["stage"] == 3
-    assert zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
-    assert zero["stage3_gather_16bit_weights_on_model_save"] is True
-    # batch sizes, accumulation, clipping and precision come from the recipe through the Trainer
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
-        assert ds[key] == "auto"
-    assert "optimizer" not in ds and "scheduler" not in ds  # the recipe's AdamW and schedule stay
-    stage2 = deepspeed_config(DistributedSection(strategy="deepspeed").deepspeed_options)
-    assert stage2["zero_optimization"]["stage"] == 2 and "offload_param" not in stage2["zero_optimization"]
+    _, args = launched(monkeypatch, tmp_path, options)
+    prepare_multi_gpu_env(args)
+    assert (args.nproc_per_node, args.nnodes, args.node_rank) == ("8", "2", 1)
+    assert args.rdzv_endpoint == "10.0.0.1:29500"
 
 
-def test_deepspeed_without_the_package_says_how_to_get_it():
-    pytest.importorskip("pytest")  # always there; deepspeed is not installed on this machine
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
-        with pytest.raises(FinetuneError, match="needs the `deepspeed` package"):
-            strategy_arguments(DistributedSection(strategy="deepspeed"))
-    else:
-        assert "deepspeed" in strategy_arguments(DistributedSection(strategy="deepspeed"))
+def test_fsdp_section_reaches_the_processes_through_accelerate(monkeypatch, tmp_path):
+    from accelerate.utils.launch import prepare_multi_gpu_env
 
-
-def test_fsdp_section_becomes_accelerate_and_trainer_configs():
     section = DistributedSection(strategy="fsdp", fsdp={"sharding": "shard_grad_op", "state_dict": "sharded"})
     config = accelerate_config(section, LaunchOptions(num_processes=4), 4, "bf16")
-    assert config["distributed_type"] == "FSDP"
-    assert config["fsdp_config"]["fsdp_reshard_after_forward"] is False
-    assert config["fsdp_config"]["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
-    arguments = strategy_arguments(section)
-    assert arguments["fsdp"] is True
-    assert arguments["fsdp_config"] == fsdp_config(section.fsdp_options)
-    assert arguments["fsdp_config"]["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    name, args = configured(monkeypatch, tmp_path, config)
+    env = prepare_multi_gpu_env(args)
+    assert name == "multi_gpu_launcher" and args.nproc_per_node == "4"
+    assert (env["ACCELERATE_USE_FSDP"], env["FSDP_VERSION"]) == ("true", "2")
+    # shard_grad_op keeps the gathered weights between forward and backward
+    assert env["FSDP_RESHARD_AFTER_FORWARD"] == "false"
+    assert env["FSDP_STATE_DICT_TYPE"] == "SHARDED_STATE_DICT"
+
+
+def test_deepspeed_section_reaches_accelerate(monkeypatch, tmp_path):
+    section = DistributedSection(strategy="deepspeed", deepspeed={"stage": 3})
+    config = accelerate_config(section, LaunchOptions(num_processes=8), 8, "bf16", tmp_path / "ds.json")
+    name, args = configured(monkeypatch, tmp_path, config)
+    assert (name, args.num_processes) == ("deepspeed_launcher", 8)
+    assert args.deepspeed_config_file == str(tmp_path / "ds.json")
+
+
+@pytest.mark.parametrize(
+    ("options", "zero3", "offload"),
+    [
+        ({}, False, False),
+        ({"offload_optimizer": True}, False, True),
+        ({"stage": 3}, True, False),
+        ({"stage": 3, "offload_parameters": True}, True, True),
+    ],
+)
+def test_deepspeed_reads_the_stage_and_offload_asked_for(options, zero3, offload):
+    from accelerate.utils.deepspeed import HfDeepSpeedConfig  # how the DeepSpeed integration reads it
+
+    section = DistributedSection(strategy="deepspeed", deepspeed=options)
+    read = HfDeepSpeedConfig(deepspeed_config(section.deepspeed_options))
+    assert (read.is_zero3(), read.is_offload()) == (zero3, offload)
+    assert read.get_value("optimizer") is None  # the recipe's AdamW and schedule stay
+
+
+def test_deepspeed_without_the_package_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # how Python sees a package that is not installed
+    with pytest.raises(FinetuneError, match="needs the `deepspeed` package"):
+        strategy_arguments(DistributedSection(strategy="deepspeed"))
 
 
 def test_strategy_options_must_match_the_strategy():

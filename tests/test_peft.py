@@ -5,10 +5,8 @@ import torch
 from conftest import tiny_bert
 
 from finetune.adapters import (
-    LORA_TARGETS,
     adapter_parameter_names,
     add_adapters,
-    default_targets,
     load_adapted_model,
     trained_modules,
 )
@@ -18,21 +16,79 @@ from finetune.recipe import validate_recipe
 from finetune.recipe.peft import PeftSection
 
 
-def test_default_targets_per_architecture():
-    model = tiny_bert()
-    assert default_targets(PeftSection(method="lora"), model) == (["query", "value"], None)
-    assert default_targets(PeftSection(method="ia3"), model) == (
-        ["key", "value", "output.dense"],
-        ["output.dense"],
+def tiny_roberta():
+    """A 2-layer RoBERTa, hidden size 32 (its head: classifier.dense and classifier.out_proj)."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=40,
     )
-    assert default_targets(PeftSection(method="lora", target_modules=["key"]), model) == (["key"], None)
-    assert set(LORA_TARGETS) >= {"bert", "roberta", "distilbert", "deberta-v2", "electra", "modernbert"}
-    assert trained_modules(model, []) == ["bert.pooler.dense", "classifier"]
-    assert trained_modules(model, ["bert.encoder.layer.3.output", "bert.pooler"]) == [
-        "bert.encoder.layer.3.output",
-        "bert.pooler",
-        "classifier",
-    ]
+    return RobertaForSequenceClassification(config)
+
+
+def names_with_gradients(model, spec: PeftSection) -> set[str]:
+    """Parameters that get a gradient from one backward pass after the recipe's adapters are added."""
+    wrapper = add_adapters(model, spec, "classification", [])
+    wrapper(input_ids=torch.tensor([[0, 5, 6, 2]]), labels=torch.tensor([1])).loss.backward()
+    return {n.removeprefix("base_model.model.") for n, p in wrapper.named_parameters() if p.grad is not None}
+
+
+def per_layer(base: str, layers: int, modules: list[str], adapter: list[str]) -> set[str]:
+    return {f"{base}.encoder.layer.{i}.{m}.{a}" for i in range(layers) for m in modules for a in adapter}
+
+
+LORA = ["lora_A.default.weight", "lora_B.default.weight"]
+IA3 = ["ia3_l.default"]
+QUERY_VALUE = ["attention.self.query", "attention.self.value"]
+# key, value and the two `output.dense` layers (attention output and feed-forward output)
+KEY_VALUE_OUTPUT = ["attention.self.key", "attention.self.value", "attention.output.dense", "output.dense"]
+BERT_HEAD = {
+    f"{module}.modules_to_save.default.{kind}"
+    for module in ("bert.pooler.dense", "classifier")
+    for kind in ("weight", "bias")
+}
+ROBERTA_HEAD = {
+    f"classifier.modules_to_save.default.{layer}.{kind}"
+    for layer in ("dense", "out_proj")
+    for kind in ("weight", "bias")
+}
+
+
+@pytest.mark.parametrize(
+    ("make", "method", "expected"),
+    [
+        (tiny_bert, "lora", per_layer("bert", 4, QUERY_VALUE, LORA) | BERT_HEAD),
+        (tiny_bert, "ia3", per_layer("bert", 4, KEY_VALUE_OUTPUT, IA3) | BERT_HEAD),
+        (tiny_roberta, "lora", per_layer("roberta", 2, QUERY_VALUE, LORA) | ROBERTA_HEAD),
+        (tiny_roberta, "ia3", per_layer("roberta", 2, KEY_VALUE_OUTPUT, IA3) | ROBERTA_HEAD),
+    ],
+)
+def test_default_adapters_and_head_are_exactly_what_trains(make, method, expected):
+    assert names_with_gradients(make(), PeftSection(method=method)) == expected
+
+
+def test_listed_targets_and_modules_to_save_train_and_nothing_else():
+    spec = PeftSection(
+        method="lora", target_modules=["key"], modules_to_save=["bert.encoder.layer.3.output", "bert.pooler"]
+    )
+    saved = {
+        f"{module}.modules_to_save.default.{leaf}.{kind}"
+        for module, leaf in [
+            ("bert.encoder.layer.3.output", "dense"),
+            ("bert.encoder.layer.3.output", "LayerNorm"),
+        ]
+        + [("bert.pooler", "dense")]
+        for kind in ("weight", "bias")
+    }
+    classifier = {f"classifier.modules_to_save.default.{kind}" for kind in ("weight", "bias")}
+    expected = per_layer("bert", 4, ["attention.self.key"], LORA) | saved | classifier
+    assert names_with_gradients(tiny_bert(), spec) == expected
 
 
 def test_distilbert_defaults_match_its_module_names():

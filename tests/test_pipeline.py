@@ -122,14 +122,6 @@ def test_a_hub_metric_without_the_opt_in_fails_before_anything_is_loaded(
     assert fake_evaluate.calls == [] and not (tmp_path / "run").exists()
 
 
-def test_existing_output_dir_is_never_overwritten(tiny_recipe, tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "precious.txt").write_text("keep me")
-    with pytest.raises(FinetuneError, match="already exists; finetune never overwrites"):
-        train(validate_recipe(tiny_recipe))
-    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
-
-
 def test_frozen_layers_do_not_change(tiny_recipe):
     from transformers import AutoModelForSequenceClassification
 

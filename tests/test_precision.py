@@ -2,57 +2,71 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from finetune import trainer as trainer_module
 from finetune.errors import FinetuneError
-from finetune.trainer import cpu_has_bf16, resolve_precision
+from finetune.trainer import choose_precision, cpu_has_bf16, resolve_precision
 
 
-@pytest.fixture
-def gpu(monkeypatch):
-    """Pretend a CUDA GPU is present; the fixture's value sets whether it supports bf16."""
-    support = {"bf16": True}
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: support["bf16"])
-    return support
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags as the kernel reports them (independent of torch)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo on this machine")
+    lines = [line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")]
+    return set(lines[0].split(":", 1)[1].split()) if lines else set()
 
 
-def test_auto_on_a_cpu_follows_its_bf16_instructions(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: True)
-    assert resolve_precision("auto", use_cpu=True) == "bf16"
-    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
-    assert resolve_precision("auto", use_cpu=True) == "fp32"
+def cpu_auto_precision() -> str:
+    """What `auto` should give on this CPU: bf16 where it has AVX512-BF16 or AMX."""
+    return "bf16" if cpu_flags() & {"avx512_bf16", "amx_tile"} else "fp32"
 
 
-def test_auto_on_gpus(gpu, monkeypatch):
-    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
-    assert resolve_precision("auto", use_cpu=False) == "bf16"
-    gpu["bf16"] = False  # e.g. a V100 or T4: fp16 with loss scaling
-    assert resolve_precision("auto", use_cpu=False) == "fp16"
-    assert resolve_precision("auto", use_cpu=True) == "fp32"  # training.cpu: the CPU rule applies
+@pytest.mark.parametrize(
+    ("on_gpu", "gpu_bf16", "cpu_bf16", "expected"),
+    [
+        (True, True, False, "bf16"),
+        (True, False, True, "fp16"),  # e.g. a V100 or T4: fp16 with loss scaling; the CPU does not matter
+        (False, False, True, "bf16"),
+        (False, True, False, "fp32"),  # training.cpu on a bf16 GPU machine: the CPU rule applies
+    ],
+)
+def test_auto_follows_the_device_it_trains_on(on_gpu, gpu_bf16, cpu_bf16, expected):
+    assert choose_precision("auto", on_gpu, gpu_bf16, cpu_bf16) == expected
 
 
-def test_explicit_precisions_are_kept(gpu):
-    for precision in ("fp32", "bf16", "fp16"):
-        assert resolve_precision(precision, use_cpu=False) == precision
-    assert resolve_precision("bf16", use_cpu=True) == "bf16"
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_explicit_precisions_are_kept_on_a_gpu(precision):
+    assert choose_precision(precision, on_gpu=True, gpu_bf16=False, cpu_bf16=False) == precision
 
 
-def test_fp16_on_a_cpu_is_an_error_naming_the_key(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+def test_explicit_bf16_and_fp32_are_kept_on_a_cpu():
+    assert choose_precision("bf16", on_gpu=False, gpu_bf16=False, cpu_bf16=False) == "bf16"
+    assert choose_precision("fp32", on_gpu=False, gpu_bf16=False, cpu_bf16=True) == "fp32"
+
+
+def test_fp16_on_a_cpu_is_an_error_naming_the_key():
     with pytest.raises(FinetuneError, match=r"training\.precision: fp16 needs a CUDA GPU"):
-        resolve_precision("fp16", use_cpu=True)
+        choose_precision("fp16", on_gpu=False, gpu_bf16=False, cpu_bf16=True)
+    with pytest.raises(FinetuneError, match=r"training\.precision: fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", use_cpu=True)  # this machine, for real
 
 
-def test_cpu_has_bf16_reads_the_cpu_capabilities(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert cpu_has_bf16() is False
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert cpu_has_bf16() is True
+def test_cpu_has_bf16_agrees_with_the_kernels_cpu_flags():
+    assert cpu_has_bf16() is (cpu_auto_precision() == "bf16")
+
+
+def test_auto_on_this_machines_cpu():
+    assert resolve_precision("auto", use_cpu=True) == cpu_auto_precision()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_on_this_machines_gpu():
+    bf16 = torch.cuda.get_device_capability() >= (8, 0)  # Ampere and later compute in bf16
+    assert resolve_precision("auto", use_cpu=False) == ("bf16" if bf16 else "fp16")
 
 
 def arguments(tiny_recipe, tmp_path, **training):
@@ -63,8 +77,7 @@ def arguments(tiny_recipe, tmp_path, **training):
     return training_arguments(validate_recipe(tiny_recipe), tmp_path / "checkpoints")
 
 
-def test_recipe_keys_reach_the_training_arguments(tiny_recipe, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
+def test_recipe_keys_reach_the_training_arguments(tiny_recipe, tmp_path):
     args = arguments(
         tiny_recipe, tmp_path, precision="bf16", compile=True, pin_memory=False, dataloader_workers=1
     )
@@ -74,7 +87,7 @@ def test_recipe_keys_reach_the_training_arguments(tiny_recipe, tmp_path, monkeyp
     args = arguments(
         tiny_recipe, tmp_path, precision="auto", compile=False, pin_memory=True, dataloader_workers=0
     )
-    assert (args.bf16, args.fp16, args.torch_compile) == (False, False, False)  # auto: fp32 without bf16 CPU
+    assert (args.bf16, args.fp16, args.torch_compile) == (cpu_auto_precision() == "bf16", False, False)
 
 
 def test_bf16_on_cpu_autocasts_the_forward_pass(tiny_recipe, tmp_path):

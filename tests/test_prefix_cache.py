@@ -101,6 +101,27 @@ def test_changed_frozen_weights_drop_the_cache(model):
     assert cache.invalidations == 1
 
 
+def test_weights_written_through_data_drop_the_cache(model):
+    """EMA/SWA callbacks write `p.data.copy_(...)`: no version bump, same storage, new values."""
+    inputs = batch(ROWS)
+    cache = install_prefix_cache(model, memory_mb=16, verbose=False)
+    logits(model, inputs)
+    weight = model.bert.encoder.layer[1].attention.output.dense.weight
+    weight.data.copy_(torch.randn_like(weight))
+    expected = logits_without_cache(model, inputs)
+    torch.testing.assert_close(logits(model, inputs), expected, rtol=1e-5, atol=1e-6)
+    assert (cache.invalidations, cache.misses) == (1, 8)
+
+
+def test_nan_in_frozen_weights_does_not_drop_the_cache_every_pass(model):
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.dense.bias[3] = float("nan")
+    cache = install_prefix_cache(model, memory_mb=16, verbose=False)
+    logits(model, batch(ROWS))
+    logits(model, batch(ROWS))
+    assert (cache.invalidations, cache.hits, cache.misses) == (0, 4, 4)
+
+
 def test_prefix_runs_without_dropout_while_the_model_trains():
     m = tiny_bert(hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
     freeze_prefix(m, 4)  # the whole encoder: only pooler and head train

@@ -51,27 +51,52 @@ def terms_of(spec, model, inputs, task="classification", anchors=None):
 # --- L1, L2, L2-SP ---
 
 
-def test_l1_and_l2_cover_trainable_weight_matrices_only():
-    model = pretrained_model()
+def constant_model():
+    """A one-layer tiny BERT with frozen embeddings and every parameter set to -0.5.
+
+    Its trainable weight matrices: query, key, value and attention output 32x32 (4 x 1024),
+    intermediate 37x32 and output 32x37 (2 x 1184), pooler 32x32 (1024), classifier 2x32 (64):
+    7552 numbers, so L1 = 7552 x 0.5 = 3776 and L2 = 1/2 x 7552 x 0.25 = 944."""
+    model = pretrained_model(vocab_size=1000, num_hidden_layers=1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(-0.5)
     model.bert.embeddings.requires_grad_(False)
-    weights = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    assert not any(n.endswith("bias") or "LayerNorm" in n for n, p in model.named_parameters() if p.ndim >= 2)
-    assert l1_penalty(model).item() == pytest.approx(sum(p.abs().sum().item() for p in weights), rel=1e-5)
-    assert l2_penalty(model).item() == pytest.approx(
-        0.5 * sum(p.pow(2).sum().item() for p in weights), rel=1e-5
-    )
-    frozen_included = sum(p.abs().sum().item() for p in model.bert.embeddings.parameters() if p.ndim >= 2)
-    assert l1_penalty(model).item() < sum(p.abs().sum().item() for p in weights) + frozen_included
+    return model
+
+
+PENALISED = {
+    *(f"bert.encoder.layer.0.attention.self.{name}.weight" for name in ("query", "key", "value")),
+    "bert.encoder.layer.0.attention.output.dense.weight",
+    "bert.encoder.layer.0.intermediate.dense.weight",
+    "bert.encoder.layer.0.output.dense.weight",
+    "bert.pooler.dense.weight",
+    "classifier.weight",
+}  # no biases, no LayerNorm, nothing frozen (the embeddings)
+
+
+@pytest.mark.parametrize("penalty", [l1_penalty, l2_penalty])
+def test_l1_and_l2_penalise_trainable_weight_matrices_by_name(penalty):
+    model = constant_model()
+    penalty(model).backward()
+    named = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert named == PENALISED
+
+
+def test_l1_and_l2_values_for_known_weights():
+    model = constant_model()
+    assert l1_penalty(model).item() == pytest.approx(3776.0)
+    assert l2_penalty(model).item() == pytest.approx(944.0)
 
 
 def test_penalty_terms_scale_by_their_coefficient_in_training_only():
-    model = pretrained_model()
+    model = constant_model()
     spec = RegularizationSection(l1=1e-4, l2=1e-3)
     model.train()
     terms = terms_of(spec, model, batch())
     assert set(terms) == {"task", "l1", "l2"}
-    assert terms["l1"].item() == pytest.approx(1e-4 * l1_penalty(model).item(), rel=1e-5)
-    assert terms["l2"].item() == pytest.approx(1e-3 * l2_penalty(model).item(), rel=1e-5)
+    assert terms["l1"].item() == pytest.approx(0.3776)
+    assert terms["l2"].item() == pytest.approx(0.944)
     model.eval()
     assert set(terms_of(spec, model, batch())) == {"task"}  # the validation loss is the task loss
 
