@@ -488,11 +488,14 @@ def test_plot_schedule_counts_training_rows_without_loading_them(tiny_recipe, tm
 def test_plot_schedule_draws_one_curve_per_layer_lr(tmp_path):
     from finetune.schedule_plot import RunLength, group_peaks, schedule_curves
 
-    recipe = load_recipe("llrd")  # minilm-l6: 6 layers, decay 0.9, head at 5e-5
+    from finetune.defaults import resolve_for_planning
+
+    # minilm-l6: 6 layers, decay 0.9, head at `lr: auto`, resolved as plot-schedule does: 8e-5
+    recipe = resolve_for_planning(load_recipe("llrd"), train_examples=None).recipe
     peaks = group_peaks(recipe)
-    assert peaks["pooler, head"] == pytest.approx(5e-5)
-    assert peaks["layer.0"] == pytest.approx(5e-5 * 0.9**6) and peaks["embeddings"] == pytest.approx(
-        5e-5 * 0.9**7
+    assert peaks["pooler, head"] == pytest.approx(8e-5)
+    assert peaks["layer.0"] == pytest.approx(8e-5 * 0.9**6) and peaks["embeddings"] == pytest.approx(
+        8e-5 * 0.9**7
     )
     curves = schedule_curves(recipe, RunLength(50, None, "test"))
     assert len(curves) == 8
