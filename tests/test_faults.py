@@ -62,8 +62,11 @@ def test_nan_loss_stops_before_the_update_and_keeps_the_best_weights(tiny_recipe
     assert results["steps"] == 8  # stopped at the bad step
     # The stop ends the epoch, whose evaluation scores the last good weights (step 8, the NaN update
     # dropped); they tie step 6 on accuracy (0.5) and a later tie wins, so they are the best.
-    evaluated = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-                 if "eval_accuracy" in line]
+    evaluated = [
+        json.loads(line)["step"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if "eval_accuracy" in line
+    ]
     assert evaluated == [6, 8]
     assert results["best"]["step"] == 8
     assert weights_are_finite(run / "model")  # the bad update was never applied; the best is kept

@@ -341,7 +341,10 @@ def test_shipped_layer_recipe_trains_and_moves_only_its_trainable_parameters(nam
     assert result.results["frozen_blocks"] == LAYER_RECIPES[name]
     before = AutoModelForSequenceClassification.from_pretrained(tiny_recipe["model"]["name"]).state_dict()
     after = dict(model.named_parameters())
-    if name in ("reinit-top-2", "recommended"):  # re-initialised blocks differ from the checkpoint whatever training did
+    if name in (
+        "reinit-top-2",
+        "recommended",
+    ):  # re-initialised blocks differ from the checkpoint whatever training did
         reinit = model_anatomy(model).blocks
         assert all(not torch.equal(after[n].cpu(), before[n]) for n in reinit["layer.3"] + reinit["pooler"])
     changed = {n for n, p in after.items() if not torch.equal(p.detach().cpu(), before[n])}

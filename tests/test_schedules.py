@@ -486,9 +486,8 @@ def test_plot_schedule_counts_training_rows_without_loading_them(tiny_recipe, tm
 
 
 def test_plot_schedule_draws_one_curve_per_layer_lr(tmp_path):
-    from finetune.schedule_plot import RunLength, group_peaks, schedule_curves
-
     from finetune.defaults import resolve_for_planning
+    from finetune.schedule_plot import RunLength, group_peaks, schedule_curves
 
     # minilm-l6: 6 layers, decay 0.9, head at `lr: auto`, resolved as plot-schedule does: 8e-5
     recipe = resolve_for_planning(load_recipe("llrd"), train_examples=None).recipe
