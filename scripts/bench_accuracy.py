@@ -13,7 +13,9 @@ Arms (each run is its own process; `--jobs 2` runs two at a time with one torch 
       validation is carved from the training rows (the recipe's default 10%), the restored best
       weights are scored once with `finetune evaluate` on the dev file.
   (c) `recommended`: the same with `extends: recommended` (README, "Which recipe").
-More arms are recipe overrides: `--arm NAME=key=value,key=value` (e.g. `lr1e-4=optimizer.lr=1e-4`).
+More arms: a shipped recipe by name (`--arms plain default llrd small-data`: the data recipe
+extends recipes/NAME.yaml), or base with overrides: `--arm NAME=key=value,key=value`
+(e.g. `lr1e-4=optimizer.lr=1e-4`).
 
 Training rows are a seeded sample of GLUE's train file, the same sample for every arm and seed;
 the dev file is whole and never seen before the final score. Writes benchmarks/accuracy.md and
@@ -304,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regimes", nargs="+", default=["500", "2000"], help="training rows, or `full`")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
-        "--arms", nargs="+", default=list(ARMS), help="plain, default, recommended, or --arm names"
+        "--arms",
+        nargs="+",
+        default=list(ARMS),
+        help="plain, default, recommended, a shipped recipe's name, or --arm names",
     )
     parser.add_argument(
         "--arm", action="append", default=[], metavar="NAME=OVERRIDES", help="extra arm: base + overrides"
@@ -364,11 +369,18 @@ def plan_jobs(args: argparse.Namespace, work: Path, regimes: list[str], seeds: i
                             "seed": seed,
                             "data": str(data),
                             "out": str(folder),
-                            "extends": ARMS.get(arm) or "base",
+                            "extends": arm_recipe(arm),
                             "overrides": overrides,
                         }
                     )
     return jobs
+
+
+def arm_recipe(arm: str) -> str:
+    """The recipe an arm's data recipe extends: its own for a, b, c, a shipped recipe's name, else base."""
+    if arm in ARMS:
+        return ARMS[arm] or "base"
+    return arm if (REPO / "recipes" / f"{arm}.yaml").is_file() else "base"
 
 
 def write_report(report: dict, out: Path, name: str) -> int:
