@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import FinetuneError
+from finetune.errors import FinetuneError
 
 EXIT_USER_ERROR = 2
 
@@ -53,9 +53,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoints import load_train_recipe
-    from .distributed import release_process_group
-    from .pipeline import train
+    from finetune.distributed.processes import release_process_group
+    from finetune.runs.resume import load_train_recipe
+    from finetune.training.run import train
 
     recipe, source, _ = load_train_recipe(args.recipe, args.overrides, args.resume)
     try:
@@ -66,8 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from .checkpoints import load_train_recipe
-    from .launch import LaunchOptions, launch
+    from finetune.distributed.launch import LaunchOptions, launch
+    from finetune.runs.resume import load_train_recipe
 
     recipe, source, overrides = load_train_recipe(args.recipe, args.overrides, args.resume)
     flags = ["--resume", args.resume] if args.resume else []
@@ -112,9 +112,9 @@ def add_launch_command(commands: argparse._SubParsersAction) -> None:
 
 def _explain_plot(args: argparse.Namespace) -> Path | None:
     """Where `explain` writes its plot: --plot, else beside the recipe; never over a file unless --overwrite."""
-    from .explain import default_plot_path
-    from .outputs import refuse_existing
-    from .recipe import find_recipe
+    from finetune.recipe import find_recipe
+    from finetune.runs.outputs import refuse_existing
+    from finetune.training.explain import default_plot_path
 
     if args.no_plot:
         return None
@@ -124,8 +124,8 @@ def _explain_plot(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain
-    from .recipe import load_recipe
+    from finetune.recipe import load_recipe
+    from finetune.training.explain import explain
 
     recipe = load_recipe(args.recipe, args.overrides)
     explain(recipe, num_labels=args.num_labels, steps=args.steps, plot=_explain_plot(args))
@@ -135,8 +135,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     import yaml
 
-    from .preflight import check_recipe
-    from .recipe import load_recipe
+    from finetune.recipe import load_recipe
+    from finetune.training.preflight import check_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     check_recipe(recipe, args.recipe)
@@ -151,9 +151,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_schedule(args: argparse.Namespace) -> int:
-    from .defaults import resolve_for_planning
-    from .recipe import load_recipe
-    from .schedule_plot import describe, planned_examples, plot_schedule, run_length, schedule_curves
+    from finetune.recipe import load_recipe
+    from finetune.schedules.plot import describe, planned_examples, plot_schedule, run_length, schedule_curves
+    from finetune.training.defaults import resolve_for_planning
 
     recipe = load_recipe(args.recipe, args.overrides)
     resolution = resolve_for_planning(recipe, planned_examples(recipe))
@@ -186,8 +186,8 @@ def add_schedule_command(commands: argparse._SubParsersAction) -> None:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .lr_finder import describe, find_lr, write_recipe_with_lr
-    from .recipe import load_recipe
+    from finetune.recipe import load_recipe
+    from finetune.search.lr_find import describe, find_lr, write_recipe_with_lr
 
     recipe = load_recipe(args.recipe, args.overrides)
     test, folder = find_lr(
@@ -217,9 +217,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .recipe import find_recipe, load_recipe
-    from .sweep import load_sweep_file, reopen_sweep, run_sweep, start_sweep
-    from .sweep_report import describe
+    from finetune.recipe import find_recipe, load_recipe
+    from finetune.search.sweep import load_sweep_file, reopen_sweep, run_sweep, start_sweep
+    from finetune.search.sweep_report import describe
 
     if args.resume:
         if args.recipe or args.sweep:
@@ -240,8 +240,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .cv import cross_validate, describe
-    from .recipe import load_recipe
+    from finetune.recipe import load_recipe
+    from finetune.search.cv import cross_validate, describe
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.seeds:
@@ -323,7 +323,7 @@ def _input_columns(args: argparse.Namespace) -> dict:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_file
+    from finetune.inference.predict import predict_file
 
     records = predict_file(
         args.source,
@@ -341,8 +341,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .callbacks import format_metrics
-    from .evaluation import evaluate_file
+    from finetune.inference.evaluate import evaluate_file
+    from finetune.training.callbacks import format_metrics
 
     summary = evaluate_file(
         args.source,
@@ -363,7 +363,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs
+    from finetune.runs.compare import compare_runs
 
     print(compare_runs(args.runs, figure=None if args.no_plot else args.plot))
     if not args.no_plot:
@@ -372,7 +372,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_run_documents
+    from finetune.runs.report import write_run_documents
 
     for path in write_run_documents(args.run):
         print(f"wrote {path}")
@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from . import __version__
+    from finetune import __version__
 
     parser.add_argument("--version", action="version", version=f"finetune {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -506,7 +506,7 @@ def run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     try:
         return handler(args)
     except FinetuneError as error:
-        # a stop every process agreed on (faults.py) is told once, by the main process
+        # a stop every process agreed on (training/guards.py) is told once, by the main process
         if not getattr(error, "same_on_every_process", False) or int(os.environ.get("RANK", "0")) == 0:
             print(f"finetune: error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", EXIT_USER_ERROR)

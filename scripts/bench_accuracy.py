@@ -109,7 +109,7 @@ def plain_trainer(task: str, data: Path, seed: int, out: Path, max_length: int =
         set_seed,
     )
 
-    from finetune.modeling import resolve_model_path
+    from finetune.model.loading import resolve_model_path
 
     files = {"train": str(data / "train.tsv"), "validation": str(data / "dev.tsv")}
     dataset = load_dataset(

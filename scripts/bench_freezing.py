@@ -75,8 +75,8 @@ def run_one(name: str, settings: dict, run_dir: Path) -> dict:
     """Train one recipe in this process; return what the table needs."""
     from transformers import TrainerCallback
 
-    from finetune.pipeline import train
     from finetune.recipe import load_recipe
+    from finetune.training.run import train
 
     class StepTimer(TrainerCallback):
         """Wall time inside optimizer steps only (forward, backward, clipping, optimizer step)."""

@@ -32,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from finetune.recipe import Recipe, load_recipe  # noqa: E402
-from finetune.schedule_plot import run_length, schedule_curves  # noqa: E402
+from finetune.schedules.plot import run_length, schedule_curves  # noqa: E402
 
 RECIPES = ["base", "cosine", "one-cycle", "step-decay", "warm-restarts", "l2-sp", "rdrop", "small-data"]
 SMALL_DATA_RECIPES = ["base", "l2-sp", "rdrop", "small-data"]
@@ -80,7 +80,7 @@ def budget(name: str, epochs: float, quick: bool) -> list[str]:
 
 
 def run_one(name: str, overrides: list[str], folder: Path) -> dict:
-    from finetune.pipeline import train
+    from finetune.training.run import train
 
     recipe = load_recipe(name, [*overrides, f"output.dir={folder}"])
     started = time.time()

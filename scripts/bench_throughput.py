@@ -336,8 +336,8 @@ def apply_patch(name: str | None) -> None:
 def run_finetune(config: str, task: dict, model_path: str, epochs: int, timer: Any, out: Path):
     """(b): `finetune train` through the pipeline, with the timer as an extra callback."""
     apply_patch(ABLATIONS.get(config, {}).get("patch"))
-    from finetune.pipeline import train
     from finetune.recipe import find_recipe, load_recipe
+    from finetune.training.run import train
 
     recipe = load_recipe(str(find_recipe("base")), finetune_overrides(config, task, model_path, epochs, out))
     result = train(recipe, callbacks=[timer.callback])

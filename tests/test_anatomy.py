@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from finetune.anatomy import LAYOUTS, model_anatomy, supported_architectures
 from finetune.errors import FinetuneError
+from finetune.model.anatomy import LAYOUTS, model_anatomy, supported_architectures
 
 TINY = dict(
     vocab_size=99,

@@ -5,9 +5,15 @@ from collections import Counter
 
 import pytest
 
-from finetune.augment import AugmentationEpoch, AugmentedTexts, augment_text, delete_words, swap_words
 from finetune.recipe import validate_recipe
 from finetune.recipe.regularization import RegularizationSection
+from finetune.regularization.augment import (
+    AugmentationEpoch,
+    AugmentedTexts,
+    augment_text,
+    delete_words,
+    swap_words,
+)
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "again"]
 
@@ -90,8 +96,8 @@ def test_epoch_callback_sets_the_epoch_that_starts(raw_pairs, tokenizer):
 
 
 def test_training_augments_only_the_training_set(tiny_recipe, tmp_path):
-    from finetune.data import load_task_data, tokenize
-    from finetune.pipeline import prepare
+    from finetune.data.files import load_task_data, tokenize
+    from finetune.training.run import prepare
 
     tiny_recipe["regularization"] = {"word_deletion": 0.5, "word_swap": 0.5}
     tiny_recipe["training"].update(epochs=2)

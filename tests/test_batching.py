@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from finetune import batching
-from finetune.batching import (
+from finetune.data import samplers
+from finetune.data.samplers import (
     LengthGroupedSampler,
     LengthSortedSampler,
     find_sampler,
@@ -91,9 +91,9 @@ def test_find_sampler_in_a_dataloader():
 def test_dataset_lengths_reads_the_length_column():
     from datasets import Dataset
 
-    assert batching.dataset_lengths(Dataset.from_dict({"length": [3, 1]})) == [3, 1]
-    assert batching.dataset_lengths(Dataset.from_dict({"input_ids": [[1]]})) is None
-    assert batching.dataset_lengths([1, 2]) is None
+    assert samplers.dataset_lengths(Dataset.from_dict({"length": [3, 1]})) == [3, 1]
+    assert samplers.dataset_lengths(Dataset.from_dict({"input_ids": [[1]]})) is None
+    assert samplers.dataset_lengths([1, 2]) is None
 
 
 # ---- inside the RecipeTrainer --------------------------------------------------------------------
@@ -116,8 +116,8 @@ def varied_recipe(tiny_recipe, tmp_path):
 
 
 def build(recipe_dict, tmp_path):
-    from finetune.pipeline import prepare
     from finetune.recipe import validate_recipe
+    from finetune.training.run import prepare
 
     recipe = validate_recipe(recipe_dict)
     run_dir = tmp_path / "prepared"

@@ -4,7 +4,7 @@ import torch
 from conftest import tiny_bert
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from finetune.callbacks import EarlyStopping
+from finetune.training.callbacks import EarlyStopping
 
 
 def evaluate(stopper, model, step, value, args, state, control, key="eval_accuracy"):

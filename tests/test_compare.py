@@ -4,10 +4,10 @@ import pytest
 from conftest import sentiment_rows, write_rows
 
 from finetune.cli import main
-from finetune.compare import compare_runs, differing_keys
 from finetune.errors import FinetuneError
-from finetune.pipeline import train
 from finetune.recipe import validate_recipe
+from finetune.runs.compare import compare_runs, differing_keys
+from finetune.training.run import train
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from conftest import GLUE, needs_glue
 from transformers import TrainerCallback
 
 from finetune.cli import main
-from finetune.cv import CVRun, CVSummary, cross_validate, fold_indices, spread
 from finetune.errors import FinetuneError
 from finetune.recipe import load_recipe, validate_recipe
+from finetune.search.cv import CVRun, CVSummary, cross_validate, fold_indices, spread
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -222,7 +222,7 @@ def test_selection_never_sees_the_held_out_fold(short_recipe, tmp_path, monkeypa
     import torch
     from conftest import NEGATIVE, POSITIVE, write_rows
 
-    import finetune.pipeline
+    import finetune.training.run
 
     rows = [{"text": f"{t} {i}".lower(), "label": "pos"} for i, t in enumerate(POSITIVE * 3)]
     rows += [{"text": f"{t} {i}".lower(), "label": "neg"} for i, t in enumerate(NEGATIVE * 3)]
@@ -232,7 +232,7 @@ def test_selection_never_sees_the_held_out_fold(short_recipe, tmp_path, monkeypa
     data["evaluation"]["before_training"] = True  # the baseline evaluation too
     recipe = validate_recipe(data)
 
-    runs, real_train = [], finetune.pipeline.train
+    runs, real_train = [], finetune.training.run.train
 
     def recording_train(run_recipe, source=None, callbacks=None):
         recorder = Recorder()
@@ -240,7 +240,7 @@ def test_selection_never_sees_the_held_out_fold(short_recipe, tmp_path, monkeypa
         runs.append((recorder, result.trainer.model, result.trainer.processing_class))
         return result
 
-    monkeypatch.setattr(finetune.pipeline, "train", recording_train)
+    monkeypatch.setattr(finetune.training.run, "train", recording_train)
     summary, folder = cross_validate(recipe, folds=3, seeds=[0], output=tmp_path / "cv")
 
     for run, (recorder, model, tokenizer) in zip(summary.runs, runs):

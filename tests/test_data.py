@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import sentiment_rows, write_rows
 
-from finetune.data import load_task_data, tokenize
+from finetune.data.files import load_task_data, tokenize
 from finetune.errors import DataError, RecipeError
 from finetune.recipe import validate_recipe
 from finetune.recipe.data import DataSection
@@ -187,7 +187,7 @@ def hub_splits(monkeypatch, train_labels, validation_labels, names=("negative", 
     """In-memory datasets with a ClassLabel column, served by `load_hub` (what the hub path reads)."""
     from datasets import ClassLabel, Dataset, Features, Value
 
-    import finetune.data
+    import finetune.data.files
 
     features = Features({"sentence": Value("string"), "label": ClassLabel(names=list(names))})
 
@@ -197,7 +197,7 @@ def hub_splits(monkeypatch, train_labels, validation_labels, names=("negative", 
         )
 
     splits = {"train": split(train_labels), "validation": split(validation_labels)}
-    monkeypatch.setattr(finetune.data, "load_hub", lambda spec: splits)
+    monkeypatch.setattr(finetune.data.files, "load_hub", lambda spec: splits)
 
 
 def test_hub_class_label_ids_become_their_names(monkeypatch):

@@ -4,9 +4,9 @@ import pytest
 import yaml
 from transformers import BertConfig, DistilBertConfig
 
-from finetune.defaults import auto_epochs, auto_lr, resolve_auto
 from finetune.errors import RecipeError
 from finetune.recipe import load_recipe, validate_recipe
+from finetune.training.defaults import auto_epochs, auto_lr, resolve_auto
 
 
 @pytest.mark.parametrize(
@@ -73,8 +73,8 @@ def test_a_resolved_lr_that_breaks_min_lr_names_the_key():
 
 @pytest.mark.integration
 def test_train_prints_and_records_the_resolved_values_and_explain_shows_them(tiny_recipe, capsys):
-    from finetune.explain import explain
-    from finetune.pipeline import train
+    from finetune.training.explain import explain
+    from finetune.training.run import train
 
     tiny_recipe["optimizer"] = {"lr": "auto"}
     tiny_recipe["training"]["epochs"] = "auto"

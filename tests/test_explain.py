@@ -3,8 +3,8 @@
 import pytest
 
 from finetune.cli import main
-from finetune.explain import explain
 from finetune.recipe import load_recipe
+from finetune.training.explain import explain
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -127,8 +127,8 @@ def test_cli_prints_the_table_totals_and_schedule(tiny_model_dir, tmp_path, caps
 
 
 def test_optimizer_state_memory_follows_the_optimizer():
-    from finetune.explain import state_slots
     from finetune.recipe.optimizer import OptimizerSection
+    from finetune.training.explain import state_slots
 
     assert state_slots(OptimizerSection(name="adamw"))[0] == 2
     assert state_slots(OptimizerSection(name="sgd"))[0] == 1  # momentum 0.9 by default

@@ -18,11 +18,11 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from finetune.errors import FinetuneError
-from finetune.faults import FaultGuard, RunInterrupted, TrainingDiverged
-from finetune.pipeline import train
 from finetune.recipe import validate_recipe
 from finetune.recipe.guards import GuardsSection
-from finetune.trainer import RecipeTrainer
+from finetune.training.guards import FaultGuard, RunInterrupted, TrainingDiverged
+from finetune.training.run import train
+from finetune.training.trainer import RecipeTrainer
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def test_sigterm_to_a_running_train_command_saves_and_exits_143(tiny_recipe, tmp
 
 def test_a_stop_signal_is_agreed_on_by_every_process(monkeypatch):
     """A process that did not get the signal stops at the same step as one that did."""
-    from finetune import faults
+    from finetune.training import guards as faults
 
     monkeypatch.setattr(faults, "any_process", lambda flags: [flags[0], True])  # another process got it
     guard = FaultGuard(GuardsSection(), "classification")

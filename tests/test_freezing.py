@@ -7,9 +7,9 @@ import torch
 from conftest import tiny_bert
 from test_anatomy import ARCHITECTURES, tiny_model
 
-from finetune.anatomy import model_anatomy
 from finetune.errors import FinetuneError
-from finetune.freezing import apply_freeze, resolve_layer_indices
+from finetune.layers.freezing import apply_freeze, resolve_layer_indices
+from finetune.model.anatomy import model_anatomy
 from finetune.recipe.freeze import FreezeSection, count_of
 
 
@@ -271,7 +271,7 @@ def test_reentrant_checkpointing_without_input_gradients_is_the_trap_we_avoid():
 
 def test_the_recipe_switch_maps_to_non_reentrant_checkpointing(tmp_path):
     from finetune.recipe import validate_recipe
-    from finetune.trainer import training_arguments
+    from finetune.training.trainer import training_arguments
 
     args = training_arguments(validate_recipe({"training": {"gradient_checkpointing": True}}), tmp_path)
     assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
@@ -313,8 +313,8 @@ def test_every_shipped_layer_recipe_is_tested():
 def test_shipped_layer_recipe_trains_and_moves_only_its_trainable_parameters(name, tiny_recipe, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from finetune.pipeline import train
     from finetune.recipe import load_recipe
+    from finetune.training.run import train
 
     data = tiny_recipe["data"]
     recipe = load_recipe(

@@ -3,8 +3,8 @@
 import pytest
 from conftest import GLUE, needs_glue
 
-from finetune.pipeline import train
 from finetune.recipe import load_recipe
+from finetune.training.run import train
 
 pytestmark = pytest.mark.integration
 

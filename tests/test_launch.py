@@ -12,7 +12,14 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from finetune.distributed import (
+from finetune.distributed.launch import (
+    LaunchOptions,
+    accelerate_config,
+    launch,
+    launch_overrides,
+    run_accelerate,
+)
+from finetune.distributed.processes import (
     EpochSeededSampler,
     deepspeed_config,
     replica_fingerprints,
@@ -21,7 +28,6 @@ from finetune.distributed import (
     weights_fingerprint,
 )
 from finetune.errors import FinetuneError, RecipeError
-from finetune.launch import LaunchOptions, accelerate_config, launch, launch_overrides, run_accelerate
 from finetune.recipe import validate_recipe
 from finetune.recipe.distributed import DistributedSection
 from finetune.recipe.training import TrainingSection
@@ -249,7 +255,7 @@ def test_two_cpu_processes_train_like_one_with_the_same_global_batch(tiny_model_
     """`finetune launch --cpu --num-processes 2`: DDP over gloo, gradual unfreezing, odd validation set."""
     from conftest import sentiment_rows, write_rows
 
-    from finetune.pipeline import train
+    from finetune.training.run import train
 
     validation = sentiment_rows(1) + sentiment_rows(1)[:1]  # 13 rows: 2 processes pad it to 14
     recipe = {

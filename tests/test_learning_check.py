@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from finetune.learning_check import Baseline, constant_baseline, learning_verdict, prediction_spread
-from finetune.metrics import metrics_function
+from finetune.training.learning_check import Baseline, constant_baseline, learning_verdict, prediction_spread
+from finetune.training.metrics import metrics_function
 
 
 def test_the_baseline_answers_the_most_common_training_label():
@@ -72,8 +72,8 @@ def test_prediction_spread_counts_classes_and_constant_values():
 
 @pytest.mark.integration
 def test_a_run_that_cannot_learn_warns_everywhere(tiny_recipe, capsys, one_thread):
-    from finetune.pipeline import train
     from finetune.recipe import validate_recipe
+    from finetune.training.run import train
 
     tiny_recipe["optimizer"] = {"lr": 1e-9}  # far too small for 12 steps
     run = train(validate_recipe(tiny_recipe))
@@ -89,8 +89,8 @@ def test_a_run_that_cannot_learn_warns_everywhere(tiny_recipe, capsys, one_threa
 
 @pytest.mark.integration
 def test_a_run_that_learns_stays_silent(tiny_recipe, capsys, one_thread):
-    from finetune.pipeline import train
     from finetune.recipe import validate_recipe
+    from finetune.training.run import train
 
     tiny_recipe["training"]["epochs"] = 8  # the small sentiment set is learnable word by word
     run = train(validate_recipe(tiny_recipe))

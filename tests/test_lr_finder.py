@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from finetune.cli import main
 from finetune.errors import FinetuneError
-from finetune.lr_finder import exponential_lrs, range_test, suggest
 from finetune.recipe import load_recipe
+from finetune.search.lr_find import exponential_lrs, range_test, suggest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -230,8 +230,8 @@ def test_lr_find_command_on_a_tiny_model(tiny_recipe, tmp_path, capsys):
 
 
 def test_written_recipe_scales_explicit_layer_lrs_with_the_suggestion(tmp_path):
-    from finetune.lr_finder import write_recipe_with_lr
     from finetune.recipe import validate_recipe
+    from finetune.search.lr_find import write_recipe_with_lr
 
     lrs = {"embeddings": 1e-5, "0-1": 1.5e-5, -1: 3e-5, "head": 1e-4}
     recipe = validate_recipe({"optimizer": {"lr": 2e-5}, "layer_lr": {"decay": 0.9, "lrs": lrs}})
@@ -247,9 +247,9 @@ def test_written_recipe_scales_explicit_layer_lrs_with_the_suggestion(tmp_path):
 
 def test_restore_and_layerwise_groups_with_the_recipe_trainer_on_a_tiny_bert(tiny_recipe, tmp_path):
     """The trainer's own (fused AdamW) optimizer with per-block LRs, loss and data loader."""
-    from finetune.lr_finder import cycle, trainer_loss
-    from finetune.pipeline import prepare
     from finetune.recipe import validate_recipe
+    from finetune.search.lr_find import cycle, trainer_loss
+    from finetune.training.run import prepare
 
     tiny_recipe["layer_lr"] = {"decay": 0.5}  # head at optimizer.lr, layer i of 4 at lr x 0.5^(4-i)
     recipe = validate_recipe(tiny_recipe)
@@ -286,7 +286,7 @@ def test_restore_and_layerwise_groups_with_the_recipe_trainer_on_a_tiny_bert(tin
 
 @pytest.mark.integration
 def test_lr_find_on_minilm_and_the_demo_set(tmp_path):
-    from finetune.lr_finder import find_lr
+    from finetune.search.lr_find import find_lr
 
     recipe = load_recipe("demo", ["training.batch_size=8"])
     test, folder = find_lr(recipe, output=tmp_path / "lr", start_lr=1e-6, end_lr=1e-1, steps=10)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from finetune.errors import FinetuneError
-from finetune.metrics import (
+from finetune.recipe.training import split_metric_name
+from finetune.training.metrics import (
     check_reported_metric,
     check_watched_metric,
     classification_metrics,
@@ -12,7 +13,6 @@ from finetune.metrics import (
     perfect_predictions,
     regression_metrics,
 )
-from finetune.recipe.training import split_metric_name
 
 
 def test_binary_classification_metrics():
@@ -127,7 +127,7 @@ def test_watched_metric_from_extra_metrics_is_checked_by_computing_them(fake_eva
 
 
 def test_perfect_predictions_score_perfectly_for_every_task():
-    from finetune.metrics import task_metrics
+    from finetune.training.metrics import task_metrics
 
     cases = {
         "classification": ([0, 2, 1], 3, "accuracy"),

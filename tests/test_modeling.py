@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_bert_config
 
 from finetune.errors import FinetuneError
-from finetune.modeling import check_max_length, load_tokenizer, position_limit, start_regression_at_mean
+from finetune.model.loading import check_max_length, load_tokenizer, position_limit, start_regression_at_mean
 from finetune.recipe.model import ModelSection
 
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)

@@ -3,9 +3,9 @@
 import pytest
 from conftest import tiny_bert
 
-from finetune.anatomy import model_anatomy
-from finetune.freezing import apply_freeze
-from finetune.optim import build_optimizer, check_groups, param_groups
+from finetune.layers.freezing import apply_freeze
+from finetune.model.anatomy import model_anatomy
+from finetune.optimizer.param_groups import build_optimizer, check_groups, param_groups
 from finetune.recipe.freeze import FreezeSection
 from finetune.recipe.optimizer import OptimizerSection
 
@@ -150,7 +150,7 @@ def test_parameters_unfrozen_later_wait_in_their_own_groups():
 
 def test_the_schedule_scales_every_block_group_alike():
     from finetune.recipe.schedule import ScheduleSection
-    from finetune.schedules import build_scheduler
+    from finetune.schedules.formulas import build_scheduler
 
     model = tiny_bert()
     groups = llrd_groups(model, decay=0.5)

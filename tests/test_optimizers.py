@@ -7,7 +7,7 @@ from conftest import tiny_bert
 from transformers.optimization import Adafactor
 
 from finetune.errors import FinetuneError, RecipeError
-from finetune.optim import build_optimizer, param_groups
+from finetune.optimizer.param_groups import build_optimizer, param_groups
 from finetune.recipe import load_recipe
 from finetune.recipe.optimizer import OptimizerSection
 

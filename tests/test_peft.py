@@ -4,16 +4,16 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from finetune.adapters import (
+from finetune.errors import FinetuneError, RecipeError
+from finetune.model.peft import (
     adapter_parameter_names,
     add_adapters,
     load_adapted_model,
     trained_modules,
 )
-from finetune.errors import FinetuneError, RecipeError
-from finetune.pipeline import train
 from finetune.recipe import validate_recipe
 from finetune.recipe.peft import PeftSection
+from finetune.training.run import train
 
 
 def tiny_roberta():
@@ -207,7 +207,7 @@ def test_adapter_save_is_small_and_loads_back(tiny_recipe):
 
 
 def test_explain_counts_adapters_as_trainable(tiny_recipe, capsys):
-    from finetune.explain import explain
+    from finetune.training.explain import explain
 
     tiny_recipe["peft"] = {"method": "lora", "r": 4}
     tiny_recipe["freeze"] = {"layers": [0]}

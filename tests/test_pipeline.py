@@ -8,8 +8,8 @@ from conftest import FakeMetric
 from transformers import TrainerCallback
 
 from finetune.errors import FinetuneError
-from finetune.pipeline import train
 from finetune.recipe import load_recipe, validate_recipe
+from finetune.training.run import train
 
 
 def test_run_folder_holds_recipe_metrics_results_model_and_plots(tiny_recipe, tmp_path):

@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from finetune.plots import plot_run  # noqa: E402
+from finetune.runs.plots import plot_run  # noqa: E402
 
 RECORDS = [
     {"step": 0, "eval_loss": 0.70, "eval_accuracy": 0.50},

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from finetune.distributed.devices import choose_precision, cpu_has_bf16, resolve_precision
 from finetune.errors import FinetuneError
-from finetune.trainer import choose_precision, cpu_has_bf16, resolve_precision
 
 
 def cpu_flags() -> set[str]:
@@ -71,7 +71,7 @@ def test_auto_on_this_machines_gpu():
 
 def arguments(tiny_recipe, tmp_path, **training):
     from finetune.recipe import validate_recipe
-    from finetune.trainer import training_arguments
+    from finetune.training.trainer import training_arguments
 
     tiny_recipe["training"].update(training)
     return training_arguments(validate_recipe(tiny_recipe), tmp_path / "checkpoints")
@@ -91,8 +91,8 @@ def test_recipe_keys_reach_the_training_arguments(tiny_recipe, tmp_path):
 
 
 def test_bf16_on_cpu_autocasts_the_forward_pass(tiny_recipe, tmp_path):
-    from finetune.pipeline import prepare
     from finetune.recipe import validate_recipe
+    from finetune.training.run import prepare
 
     tiny_recipe["training"]["precision"] = "bf16"
     run_dir = tmp_path / "run"

@@ -9,10 +9,10 @@ from conftest import sentiment_rows, tiny_bert_config, write_rows
 
 from finetune.cli import main
 from finetune.errors import DataError
-from finetune.evaluation import evaluate_file
-from finetune.pipeline import train
-from finetune.predict import encode, infer, length_sorted_batches, load_predictor, predict_file
+from finetune.inference.evaluate import evaluate_file
+from finetune.inference.predict import encode, infer, length_sorted_batches, load_predictor, predict_file
 from finetune.recipe import validate_recipe
+from finetune.training.run import train
 
 TEXTS = [
     "great film",
@@ -286,7 +286,7 @@ def test_token_classification_needs_a_fast_tokenizer_to_predict(tmp_path, tiny_m
 def test_adapter_folder_predicts_like_the_adapted_model(tmp_path, tiny_model_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from finetune.adapters import add_adapters, save_adapted
+    from finetune.model.peft import add_adapters, save_adapted
     from finetune.recipe.peft import PeftSection
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
@@ -314,7 +314,7 @@ def test_minilm_demo_run_predicts_and_evaluates_like_training(tmp_path):
     """The real default model: a few steps on the demo data, then predict and evaluate the run folder."""
     import csv
 
-    from finetune.data import builtin_data_dir
+    from finetune.data.files import builtin_data_dir
     from finetune.recipe import load_recipe
 
     overrides = [

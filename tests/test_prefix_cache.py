@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_bert
 
 from finetune.errors import FinetuneError, RecipeError
-from finetune.prefix_cache import ActivationStore, install_prefix_cache
+from finetune.model.prefix_cache import ActivationStore, install_prefix_cache
 
 
 def freeze_prefix(model, layers: int) -> None:
@@ -213,8 +213,8 @@ class LastStepWeights:
 
 def train_weights(recipe_dict, folder, cache: bool):
     """Train the recipe; return the weights after its last step, its training losses and the result."""
-    from finetune.pipeline import train
     from finetune.recipe import validate_recipe
+    from finetune.training.run import train
 
     recipe_dict = {**recipe_dict, "output": {"dir": str(folder), "save_model": False, "plots": False}}
     recipe_dict["training"] = {**recipe_dict["training"], "prefix_cache": cache}

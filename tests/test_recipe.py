@@ -17,7 +17,9 @@ def write(path: Path, data: dict | str) -> Path:
 
 def test_defaults_are_bert_defaults_with_lr_and_epochs_resolved_per_run():
     recipe = Recipe()
-    assert recipe.optimizer.lr == "auto" and recipe.training.epochs == "auto"  # defaults.py resolves them
+    assert (
+        recipe.optimizer.lr == "auto" and recipe.training.epochs == "auto"
+    )  # training/defaults.py resolves them
     assert recipe.optimizer.weight_decay == 0.01
     assert recipe.schedule.name == "linear"
     assert recipe.regularization.clip_grad_norm == 1.0

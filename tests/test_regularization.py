@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_bert
 
-from finetune.clipping import ClipGradValue
 from finetune.errors import RecipeError
-from finetune.mixout import MixoutLinear, apply_mixout, mixout
 from finetune.recipe import load_recipe, validate_recipe
 from finetune.recipe.regularization import RegularizationSection
-from finetune.regularization import (
+from finetune.regularization.clipping import ClipGradValue
+from finetune.regularization.losses import (
     forward_inputs,
     l1_penalty,
     l2_penalty,
@@ -23,7 +22,8 @@ from finetune.regularization import (
     pretrained_anchors,
     rdrop_divergence,
 )
-from finetune.swa import StochasticWeightAveraging
+from finetune.regularization.mixout import MixoutLinear, apply_mixout, mixout
+from finetune.regularization.swa import StochasticWeightAveraging
 
 HEAD = ["classifier.weight", "classifier.bias"]
 
@@ -118,11 +118,13 @@ def test_l2_sp_is_zero_at_the_start_and_half_the_squared_distance_after():
 
 
 def test_l2_sp_and_mixout_leave_reinitialised_layers_alone():
-    from finetune.pipeline import freeze_model
+    from finetune.layers.surgery import apply_layer_sections
 
     model = pretrained_model()
     recipe = load_recipe("base", ["reinit.top=1", "regularization.l2_sp=0.1"])
-    freeze_model(model, recipe)  # re-initialises layer.3, as prepare() does before the Trainer anchors
+    apply_layer_sections(
+        model, recipe
+    )  # re-initialises layer.3, as prepare() does before the Trainer anchors
     top, below = model.bert.encoder.layer[3], model.bert.encoder.layer[2]
     assert "bert.encoder.layer.3.attention.self.query.weight" in model.new_parameters
     assert set(HEAD) <= set(model.new_parameters)
@@ -202,7 +204,7 @@ def test_dropout_overrides_set_every_name_the_architecture_uses():
     from transformers import DistilBertConfig
 
     from finetune.errors import FinetuneError
-    from finetune.regularization import dropout_overrides
+    from finetune.regularization.losses import dropout_overrides
 
     spec = RegularizationSection(hidden_dropout=0.2, attention_dropout=0.0, classifier_dropout=0.3)
     assert dropout_overrides(tiny_bert_config(), spec) == {
@@ -408,7 +410,7 @@ class Probe:
 
 
 def test_trainer_logs_each_term_clips_by_value_and_ends_on_the_swa_mean(tiny_recipe):
-    from finetune.pipeline import train
+    from finetune.training.run import train
 
     tiny_recipe["regularization"] = {
         "l1": 1e-6,

@@ -9,10 +9,10 @@ from conftest import sentiment_rows, write_rows
 
 from finetune.cli import main
 from finetune.errors import FinetuneError
-from finetune.pipeline import train
 from finetune.recipe import validate_recipe
-from finetune.report import changed_keys, read_run, write_report
-from finetune.trainer import trackers
+from finetune.runs.report import changed_keys, read_run, write_report
+from finetune.training.run import train
+from finetune.training.trainer import trackers
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_report_tells_the_story_of_the_run(run_dir):
 
 
 def test_report_of_a_stopped_run_claims_no_evaluation_it_did_not_make(run_dir, tmp_path):
-    from finetune.report import write_model_card
+    from finetune.runs.report import write_model_card
 
     stopped = tmp_path / "stopped"
     shutil.copytree(run_dir, stopped)

@@ -12,18 +12,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from finetune.callbacks import EarlyStopping
-from finetune.checkpoints import (
-    STATE_FILE,
-    complete_checkpoints,
-    recipe_differences,
-    rotate_checkpoints,
-)
 from finetune.errors import FinetuneError
-from finetune.faults import RunInterrupted
-from finetune.pipeline import train
 from finetune.recipe import validate_recipe
-from finetune.runs import during_training, read_metrics
+from finetune.runs.folders import STATE_FILE, complete_checkpoints, during_training, read_metrics
+from finetune.runs.resume import recipe_differences
+from finetune.training.callbacks import EarlyStopping
+from finetune.training.checkpoints import rotate_checkpoints
+from finetune.training.guards import RunInterrupted
+from finetune.training.run import train
 
 STOP_AT = 7  # SIGTERM arrives during step 7: the run saves checkpoint-8 and stops
 
@@ -299,8 +295,8 @@ def test_early_stopping_state_round_trips():
 
 
 def test_resume_from_the_command_line_uses_the_runs_recipe(runs, stopped_copy):
-    from finetune.checkpoints import load_train_recipe
     from finetune.cli import main
+    from finetune.runs.resume import load_train_recipe
 
     recipe, source, overrides = load_train_recipe("training.logging_steps=2", [], str(stopped_copy))
     assert source == str(stopped_copy / "recipe.yaml") and overrides == ["training.logging_steps=2"]

@@ -7,7 +7,7 @@ import pytest
 
 from finetune.errors import FinetuneError
 from finetune.recipe import validate_recipe
-from finetune.runs import create_run_dir
+from finetune.runs.folders import create_run_dir
 
 
 class FrozenClock(datetime):
@@ -17,7 +17,7 @@ class FrozenClock(datetime):
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
-    monkeypatch.setattr("finetune.runs.datetime", FrozenClock)  # every run starts in the same second
+    monkeypatch.setattr("finetune.runs.folders.datetime", FrozenClock)  # every run starts in the same second
     recipe = validate_recipe({"name": "r", "output": {"root": str(tmp_path)}})
     first = create_run_dir(recipe)
     assert first == tmp_path / "r-20240501-120000"

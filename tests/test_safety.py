@@ -16,15 +16,14 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from finetune.checkpoints import complete_checkpoints
 from finetune.errors import FinetuneError
-from finetune.faults import RunInterrupted
-from finetune.modeling import load_config, load_model
-from finetune.pipeline import train
+from finetune.model.loading import load_config, load_model
 from finetune.recipe import validate_recipe
 from finetune.recipe.model import ModelSection
 from finetune.recipe.regularization import RegularizationSection
-from finetune.runs import DATA_FILES
+from finetune.runs.folders import DATA_FILES, complete_checkpoints
+from finetune.training.guards import RunInterrupted
+from finetune.training.run import train
 
 
 def load(name: str):
@@ -171,14 +170,14 @@ class _CrashAt(TrainerCallback):
 def test_ctrl_c_while_loading_leaves_no_folder_and_the_same_command_runs(
     tiny_recipe, tmp_path, monkeypatch, capsys
 ):
-    import finetune.pipeline
+    import finetune.training.run
     from finetune.cli import main
 
     tiny_recipe["training"]["max_steps"] = 2
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(tiny_recipe))
     monkeypatch.setattr(
-        finetune.pipeline, "load_task_data", _interrupt_once(finetune.pipeline.load_task_data)
+        finetune.training.run, "load_task_data", _interrupt_once(finetune.training.run.load_task_data)
     )
     assert main(["train", str(recipe_file)]) == 130
     run = tmp_path / "run"
@@ -205,7 +204,7 @@ def test_crash_before_the_first_step_removes_the_folder_but_not_after_it(tiny_re
 
 
 def test_failed_start_keeps_a_folder_holding_a_file_someone_put_there(tiny_recipe, tmp_path, monkeypatch):
-    import finetune.pipeline
+    import finetune.training.run
 
     run = tmp_path / "run"
 
@@ -213,7 +212,7 @@ def test_failed_start_keeps_a_folder_holding_a_file_someone_put_there(tiny_recip
         (run / "notes.txt").write_text("mine")  # written while the run was loading
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetune.pipeline, "load_task_data", load)
+    monkeypatch.setattr(finetune.training.run, "load_task_data", load)
     recipe = validate_recipe(tiny_recipe)
     with pytest.raises(KeyboardInterrupt):
         train(recipe)

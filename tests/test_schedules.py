@@ -18,7 +18,7 @@ from transformers import (
 from finetune.errors import RecipeError
 from finetune.recipe import load_recipe, validate_recipe
 from finetune.recipe.schedule import ScheduleSection
-from finetune.schedules import build_scheduler, lr_curve, warmup_steps
+from finetune.schedules.formulas import build_scheduler, lr_curve, warmup_steps
 
 
 def lrs_from_scheduler(spec, total, peak=1e-3, steps_per_epoch=None):
@@ -419,7 +419,7 @@ def logged_lrs(run_dir):
 
 
 def test_trainer_logs_the_planned_lr_of_every_optimizer_step_with_accumulation(tiny_recipe):
-    from finetune.pipeline import train
+    from finetune.training.run import train
 
     tiny_recipe["schedule"] = {"name": "cosine_restarts", "warmup_steps": 2, "unit": "epochs", "period": 1}
     tiny_recipe["training"].update(batch_size=4, gradient_accumulation_steps=3, epochs=2)
@@ -438,7 +438,7 @@ def test_trainer_logs_the_planned_lr_of_every_optimizer_step_with_accumulation(t
 
 
 def test_plateau_cuts_the_lr_after_evaluations_without_improvement(tiny_recipe):
-    from finetune.pipeline import train
+    from finetune.training.run import train
 
     # a relative threshold of 50%: no evaluation after the first counts as an improvement
     tiny_recipe["schedule"] = {"name": "plateau", "patience": 0, "gamma": 0.5, "threshold": 0.5}
@@ -470,7 +470,7 @@ def test_plot_schedule_prints_key_steps_and_writes_a_png(tmp_path, capsys):
 
 
 def test_plot_schedule_counts_training_rows_without_loading_them(tiny_recipe, tmp_path):
-    from finetune.schedule_plot import run_length
+    from finetune.schedules.plot import run_length
 
     recipe = validate_recipe(tiny_recipe)  # 48 rows, batch 8, 2 epochs: the Trainer plans 12 steps
     length = run_length(recipe)
@@ -486,8 +486,8 @@ def test_plot_schedule_counts_training_rows_without_loading_them(tiny_recipe, tm
 
 
 def test_plot_schedule_draws_one_curve_per_layer_lr(tmp_path):
-    from finetune.defaults import resolve_for_planning
-    from finetune.schedule_plot import RunLength, group_peaks, schedule_curves
+    from finetune.schedules.plot import RunLength, group_peaks, schedule_curves
+    from finetune.training.defaults import resolve_for_planning
 
     # minilm-l6: 6 layers, decay 0.9, head at `lr: auto`, resolved as plot-schedule does: 8e-5
     recipe = resolve_for_planning(load_recipe("llrd"), train_examples=None).recipe

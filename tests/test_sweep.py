@@ -11,7 +11,7 @@ import yaml
 from finetune.cli import main
 from finetune.errors import FinetuneError
 from finetune.recipe import load_recipe, shipped_recipes_dir, validate_recipe
-from finetune.sweep import (
+from finetune.search.sweep import (
     SweepError,
     check_space,
     load_sweep_file,
@@ -299,20 +299,22 @@ def test_a_crash_while_a_pruned_trials_results_are_written_leaves_the_previous_f
 
 
 def test_a_stopped_grid_sweep_resumes_without_redoing_finished_trials(short_recipe, tmp_path, monkeypatch):
-    import finetune.pipeline
+    import finetune.training.run
 
     spec = sweep_spec(
         method="grid", pruning={"enabled": False}, space={"optimizer.lr": [1e-4, 1e-3, 3e-3, 1e-2]}
     )
     folder, trained = tmp_path / "sweep", []
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.5, 0.6, KeyboardInterrupt()], trained))
+    monkeypatch.setattr(
+        finetune.training.run, "train", scripted_train([0.5, 0.6, KeyboardInterrupt()], trained)
+    )
     with pytest.raises(KeyboardInterrupt):
         run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
     assert trained == [1e-4, 1e-3, 3e-3]
     assert [r["state"] for r in read_table(folder)] == ["complete", "complete", "fail"]
 
     resumed = []
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.4, 0.3], resumed))
+    monkeypatch.setattr(finetune.training.run, "train", scripted_train([0.4, 0.3], resumed))
     assert main(["sweep", "--resume", str(folder)]) == 0
     assert sorted(resumed) == [3e-3, 1e-2]  # the interrupted one again, and the one never started
     rows = read_table(folder)
@@ -325,11 +327,11 @@ def test_a_stopped_grid_sweep_resumes_without_redoing_finished_trials(short_reci
 
 
 def test_tpe_sweep_resumes_to_its_budget(short_recipe, tmp_path, monkeypatch):
-    import finetune.pipeline
+    import finetune.training.run
 
     spec = sweep_spec(method="tpe", trials=3, space={"optimizer.lr": {"log_uniform": [1e-4, 1e-2]}})
     folder, seen = tmp_path / "sweep", []
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.5, KeyboardInterrupt()], seen))
+    monkeypatch.setattr(finetune.training.run, "train", scripted_train([0.5, KeyboardInterrupt()], seen))
     with pytest.raises(KeyboardInterrupt):
         run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
     interrupted = seen[1]
@@ -344,7 +346,7 @@ def test_tpe_sweep_resumes_to_its_budget(short_recipe, tmp_path, monkeypatch):
         start_sweep(other, spec, folder, "s.yaml")
 
     seen.clear()  # the same command again continues: the interrupted values first, then a new draw
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.4, 0.3], seen))
+    monkeypatch.setattr(finetune.training.run, "train", scripted_train([0.4, 0.3], seen))
     run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
     assert len(seen) == 2 and seen[0] == interrupted and seen[1] != interrupted
     assert [r["state"] for r in read_table(folder)] == ["complete"] * 3 + ["fail"]
@@ -386,8 +388,8 @@ def scripted_train(outcomes, seen):
     """A stand-in for pipeline.train: each call takes the next outcome (a metric value or an error)."""
     from pathlib import Path
 
-    from finetune.pipeline import RunResult
-    from finetune.runs import write_recipe
+    from finetune.runs.folders import write_recipe
+    from finetune.training.run import RunResult
 
     def train(recipe, source=None, callbacks=None):
         seen.append(recipe.optimizer.lr)
@@ -403,13 +405,13 @@ def scripted_train(outcomes, seen):
 
 
 def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, tmp_path, monkeypatch):
-    import finetune.pipeline
-    from finetune.faults import RunInterrupted, TrainingDiverged
+    import finetune.training.run
+    from finetune.training.guards import RunInterrupted, TrainingDiverged
 
     spec = sweep_spec(method="grid", space={"optimizer.lr": [1e-4, 1e-3, 3e-3, 1e-2]})
     folder, seen = tmp_path / "sweep", []
     outcomes = [0.5, TrainingDiverged("training loss is nan"), RunInterrupted("SIGINT received", 2)]
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train(outcomes, seen))
+    monkeypatch.setattr(finetune.training.run, "train", scripted_train(outcomes, seen))
     with pytest.raises(KeyboardInterrupt):
         run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
     rows = read_table(folder)
@@ -421,7 +423,7 @@ def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, 
     assert rows[1]["error"] == "training loss is nan" and rows[2]["error"] == ""
 
     seen.clear()
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.6, 0.3], seen))
+    monkeypatch.setattr(finetune.training.run, "train", scripted_train([0.6, 0.3], seen))
     run_sweep(reopen_sweep(folder))
     assert seen == [1e-2, 3e-3]  # the one still queued, then the interrupted one again; not the failed one
     rows = read_table(folder)
@@ -452,14 +454,14 @@ def test_readme_documents_every_sweep_file_key():
 def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
     short_recipe, tmp_path, monkeypatch
 ):
-    import finetune.pipeline
+    import finetune.training.run
     from finetune.errors import DataError
-    from finetune.faults import TrainingDiverged
+    from finetune.training.guards import TrainingDiverged
 
     spec = sweep_spec(method="grid", space={"optimizer.lr": [0.5, 1e-3]})
     seen = []
     monkeypatch.setattr(
-        finetune.pipeline, "train", scripted_train([TrainingDiverged("loss is inf"), 0.4], seen)
+        finetune.training.run, "train", scripted_train([TrainingDiverged("loss is inf"), 0.4], seen)
     )
     run_sweep(start_sweep(short_recipe, spec, tmp_path / "a", "s.yaml"))
     assert [(r["state"], r["error"]) for r in read_table(tmp_path / "a")] == [
@@ -468,7 +470,7 @@ def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
     ]
 
     monkeypatch.setattr(
-        finetune.pipeline, "train", scripted_train([DataError("data.train: file not found")], seen)
+        finetune.training.run, "train", scripted_train([DataError("data.train: file not found")], seen)
     )
     with pytest.raises(DataError, match="file not found"):  # nothing worked yet: say why and stop
         run_sweep(start_sweep(short_recipe, spec, tmp_path / "b", "s.yaml"))
@@ -492,7 +494,7 @@ def test_readme_sweep_example_is_a_valid_sweep_for_the_demo_recipe():
 
 def proposals(studies, spec, count):
     """Trials asked of the studies in turn, as workers sharing a storage would; each one's drawn values."""
-    from finetune.sweep import suggest
+    from finetune.search.sweep import suggest
 
     drawn = []
     for i in range(count):
@@ -506,7 +508,7 @@ def proposals(studies, spec, count):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 @pytest.mark.parametrize("method", ["random", "tpe"])
 def test_workers_started_together_draw_different_points_and_one_worker_repeats_its_seed(method, tmp_path):
-    from finetune.sweep import open_study
+    from finetune.search.sweep import open_study
 
     spec = sweep_spec(
         method=method,
@@ -539,9 +541,9 @@ def test_a_killed_workers_trial_is_reported_until_the_grace_period_fails_it(
 ):
     import time
 
-    import finetune.pipeline
-    import finetune.sweep
-    from finetune.sweep import enqueue_pending, open_study, suggest
+    import finetune.search.sweep
+    import finetune.training.run
+    from finetune.search.sweep import enqueue_pending, open_study, suggest
 
     spec = sweep_spec(method="grid", pruning={"enabled": False}, space={"optimizer.lr": [1e-4, 1e-3]})
     folder = tmp_path / "sweep"
@@ -553,7 +555,7 @@ def test_a_killed_workers_trial_is_reported_until_the_grace_period_fails_it(
     study._storage.record_heartbeat(killed._trial_id)  # ... and is killed (SIGKILL) mid-trial
 
     seen = []
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.4], seen))
+    monkeypatch.setattr(finetune.training.run, "train", scripted_train([0.4], seen))
     run_sweep(sweep)  # resumed at once: the trial's heartbeat is fresh, it may be another worker's
     assert seen == [1e-3]
     out = capsys.readouterr().out
@@ -566,9 +568,9 @@ def test_a_killed_workers_trial_is_reported_until_the_grace_period_fails_it(
     out = capsys.readouterr().out
     assert "nothing left to run\n" in out and "used its budget" not in out and "trial 0 (" in out
 
-    monkeypatch.setattr(finetune.sweep, "GRACE_PERIOD_S", 1)
+    monkeypatch.setattr(finetune.search.sweep, "GRACE_PERIOD_S", 1)
     time.sleep(2.1)  # the heartbeat is now older than the grace period: the trial counts as dead
-    monkeypatch.setattr(finetune.pipeline, "train", scripted_train([0.3], seen))
+    monkeypatch.setattr(finetune.training.run, "train", scripted_train([0.3], seen))
     run_sweep(reopen_sweep(folder))
     assert seen == [1e-3, 1e-4] and "marked running" not in capsys.readouterr().out
     done = sorted(float(r["optimizer.lr"]) for r in read_table(folder) if r["state"] == "complete")

@@ -7,14 +7,14 @@ import pytest
 import torch
 from conftest import write_rows
 
-from finetune.data import load_task_data
+from finetune.data.files import load_task_data
 from finetune.errors import DataError, RecipeError
-from finetune.evaluation import evaluate_file
-from finetune.metrics import available_metrics, metrics_function, multi_label_metrics
-from finetune.pipeline import train
+from finetune.inference.evaluate import evaluate_file
 from finetune.recipe import validate_recipe
 from finetune.recipe.data import DataSection
-from finetune.regularization import task_loss
+from finetune.regularization.losses import task_loss
+from finetune.training.metrics import available_metrics, metrics_function, multi_label_metrics
+from finetune.training.run import train
 
 TOPICS = [
     ("the striker scored twice in the final", "sports"),

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.data import load_task_data
+from finetune.data.files import load_task_data
+from finetune.data.tokens import IGNORED, align_labels, parse_conll, tokenize_words
 from finetune.errors import DataError, RecipeError
-from finetune.evaluation import evaluate_file
-from finetune.metrics import entity_metrics, token_metrics
-from finetune.pipeline import train
+from finetune.inference.evaluate import evaluate_file
 from finetune.recipe import validate_recipe
 from finetune.recipe.data import DataSection
-from finetune.regularization import task_loss
-from finetune.token_data import IGNORED, align_labels, parse_conll, tokenize_words
+from finetune.regularization.losses import task_loss
+from finetune.training.metrics import entity_metrics, token_metrics
+from finetune.training.run import train
 
 SENTENCES = [
     [("Ada", "B-PER"), ("Lovelace", "I-PER"), ("lived", "O"), ("in", "O"), ("London", "B-LOC")],
@@ -176,7 +176,7 @@ def test_token_classification_run_with_freezing_and_early_stopping(tiny_recipe, 
 def test_hub_style_tag_ids_with_class_names_become_names():
     from datasets import ClassLabel, Dataset, Features, List, Value
 
-    from finetune.token_data import word_columns
+    from finetune.data.tokens import word_columns
 
     features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=["O", "B-PER"]))})
     dataset = Dataset.from_dict({"tokens": [["Ada", "wrote"]], "ner_tags": [[1, 0]]}, features=features)
@@ -187,7 +187,7 @@ def test_hub_style_tag_ids_with_class_names_become_names():
 def test_hub_style_tag_id_minus_one_is_an_error():
     from datasets import ClassLabel, Dataset, Features, List, Value
 
-    from finetune.token_data import word_columns
+    from finetune.data.tokens import word_columns
 
     features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=["O", "B-PER"]))})
     dataset = Dataset.from_dict(

@@ -5,15 +5,15 @@ import torch
 from conftest import tiny_bert
 from transformers import TrainerCallback
 
-from finetune.anatomy import model_anatomy
 from finetune.errors import FinetuneError
-from finetune.freezing import apply_freeze
-from finetune.optim import build_optimizer, param_groups
-from finetune.pipeline import train
+from finetune.layers.freezing import apply_freeze
+from finetune.layers.unfreezing import GradualUnfreezing, every_steps, unfreeze_schedule
+from finetune.model.anatomy import model_anatomy
+from finetune.optimizer.param_groups import build_optimizer, param_groups
 from finetune.recipe import validate_recipe
 from finetune.recipe.freeze import FreezeSection, GradualSection
 from finetune.recipe.optimizer import OptimizerSection
-from finetune.unfreezing import GradualUnfreezing, every_steps, unfreeze_schedule
+from finetune.training.run import train
 
 
 def test_schedule_releases_blocks_top_down_every_interval():

@@ -5,7 +5,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 AUTO = "auto"
-Auto = Literal["auto"]  # a value finetune resolves for the loaded model and data (finetune/defaults.py)
+Auto = Literal[
+    "auto"
+]  # a value finetune resolves for the loaded model and data (finetune/training/defaults.py)
 
 
 class Section(BaseModel):

@@ -1,8 +1,8 @@
 """`distributed:` how several processes share the work: DDP, DeepSpeed ZeRO or FSDP (through Accelerate).
 
 The section changes nothing in a single-process run. Under `finetune launch` (or any launcher that
-starts several processes) it selects the data-parallel strategy; `finetune/launch.py` turns it into
-Accelerate's configuration and `trainer.py` into the Trainer's arguments.
+starts several processes) it selects the data-parallel strategy; `finetune/distributed/launch.py` turns it into
+Accelerate's configuration and `training/trainer.py` into the Trainer's arguments.
 """
 
 from typing import Literal

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from .base import Section
 
-# The validation metrics each task reports without internet (see finetune/metrics.py).
+# The validation metrics each task reports without internet (see finetune/training/metrics.py).
 # `f1` is the positive-class F1 of binary tasks (GLUE's convention); `f1_macro` works for any.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "f1", "f1_macro", "mcc", "loss"),

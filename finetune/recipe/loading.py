@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..errors import RecipeError
+from finetune.errors import RecipeError
+
 from .schema import Recipe
 
 COMMAND_LINE = "the command line"

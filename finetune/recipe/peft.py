@@ -38,7 +38,7 @@ class PeftSection(Section):
     save: Literal["merged", "adapter"] = "merged"
     """What `<run>/model` holds: `merged` (adapters folded into the weights: a plain Hugging Face
     model that loads anywhere) or `adapter` (the adapter and head weights alone, a few MB; load them
-    with `finetune predict` or `finetune.adapters.load_adapted_model`)."""
+    with `finetune predict` or `finetune.model.peft.load_adapted_model`)."""
 
     @model_validator(mode="after")
     def _method_keys_agree(self) -> "PeftSection":

@@ -3,7 +3,7 @@
 One section for every schedule: `name` picks the schedule, and the other keys are its settings.
 A key that does not apply to the chosen schedule must keep its default (an error names it), so
 `schedule.power` given to `cosine` is caught instead of silently ignored. The formulas are in
-`finetune/schedules.py` and in the README.
+`finetune/schedules/formulas.py` and in the README.
 """
 
 from typing import Literal

@@ -74,7 +74,7 @@ class Recipe(Section):
         return []
 
     def _faults_fit_run(self) -> list[str]:
-        """Resuming, guards and distribution against the rest of the recipe (see checkpoints.py, guards.py)."""
+        """Resuming, guards and distribution against the rest of the recipe (see training/checkpoints.py, guards.py)."""
         problems = []
         if self.checkpoints.resume == "auto" and self.output.dir is None:
             problems.append(
@@ -107,7 +107,7 @@ class Recipe(Section):
         """Schedule and regularization keys that depend on the optimizer, the task or early stopping."""
         schedule, reg, task = self.schedule, self.regularization, self.model.task
         problems = []
-        lr = self.optimizer.lr  # `auto` is checked again once resolved (defaults.py)
+        lr = self.optimizer.lr  # `auto` is checked again once resolved (training/defaults.py)
         if schedule.min_lr is not None and lr != AUTO and schedule.min_lr >= lr:
             problems.append(
                 f"schedule.min_lr: {schedule.min_lr:g} must be below optimizer.lr ({self.optimizer.lr:g})"
@@ -129,7 +129,7 @@ class Recipe(Section):
         return problems
 
     def _performance_fits(self) -> list[str]:
-        """The prefix cache and compilation against freezing, adapters and augmentation (prefix_cache.py)."""
+        """The prefix cache and compilation against freezing, adapters and augmentation (model/prefix_cache.py)."""
         training, problems = self.training, []
         if not training.prefix_cache:
             return problems

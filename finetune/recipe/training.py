@@ -4,7 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import RecipeError
+from finetune.errors import RecipeError
+
 from .base import Auto, Section
 
 

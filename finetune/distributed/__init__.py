@@ -1,0 +1,1 @@
+"""Several processes: strategies, process groups, `finetune launch` (`distributed:`)."""

@@ -1,0 +1,1 @@
+"""Using a trained model: `finetune predict` and `finetune evaluate`."""

@@ -1,0 +1,1 @@
+"""Layer control: freezing, gradual unfreezing, re-initialisation, applied in that order (`freeze:`, `reinit:`)."""

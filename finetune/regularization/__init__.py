@@ -1,0 +1,1 @@
+"""Regularization: losses and terms, Mixout, SWA, clipping, text augmentation (`regularization:`)."""

@@ -1,0 +1,193 @@
+"""Regularization: dropout overrides, label smoothing, the task loss, and the penalty terms added to it.
+
+Each technique is a small function that takes the `regularization:` section (and a model or the
+logits) and knows nothing of the others or of the trainer. `loss_terms` returns the named terms of
+the training loss (`task`, `l1`, `l2`, `l2_sp`, `rdrop`); the trainer sums and logs them. Techniques
+that act outside the loss live in their own modules: `regularization/mixout.py`, `regularization/swa.py`, `regularization/augment.py`,
+`regularization/clipping.py` (gradient clipping by value).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from finetune.errors import FinetuneError
+from finetune.recipe.regularization import RegularizationSection
+
+if TYPE_CHECKING:
+    import torch
+
+# Architectures name their dropout settings differently; an override sets every name present.
+DROPOUT_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "hidden_dropout": (
+        "hidden_dropout_prob",
+        "dropout",
+        "hidden_dropout",
+        "mlp_dropout",
+        "embedding_dropout",
+    ),
+    "attention_dropout": ("attention_probs_dropout_prob", "attention_dropout"),
+    "classifier_dropout": (
+        "classifier_dropout",
+        "classifier_dropout_prob",
+        "seq_classif_dropout",
+        "pooler_dropout",
+        "cls_dropout",
+    ),
+}
+# Settings a model reads with a fallback when its config lacks them, so `hasattr` cannot find them:
+# DeBERTa's sequence heads use `cls_dropout` and, without it, hidden_dropout_prob (their
+# `pooler_dropout` is the context pooler's, before the classifier's own dropout).
+UNLISTED_DROPOUT_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "deberta": {"classifier_dropout": ("cls_dropout",)},
+    "deberta-v2": {"classifier_dropout": ("cls_dropout",)},
+}
+
+
+def dropout_overrides(config: Any, spec: RegularizationSection) -> dict[str, float]:
+    """Config attributes to set for the recipe's dropout overrides (Srivastava et al., 2014)."""
+    overrides: dict[str, float] = {}
+    unlisted = UNLISTED_DROPOUT_KEYS.get(getattr(config, "model_type", ""), {})
+    for key, names in DROPOUT_CONFIG_KEYS.items():
+        value = getattr(spec, key)
+        if value is None:
+            continue
+        present = [name for name in names if hasattr(config, name)]
+        present += [name for name in unlisted.get(key, ()) if name not in present]
+        if not present:
+            raise FinetuneError(
+                f"regularization.{key}: the '{config.model_type}' config has no dropout setting of "
+                f"this kind (looked for {', '.join(names)}); remove the key"
+            )
+        overrides.update(dict.fromkeys(present, value))
+    return overrides
+
+
+def task_loss(
+    logits: torch.Tensor, labels: torch.Tensor, task: str, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy (with label smoothing, Szegedy et al., 2016), mean squared error (regression),
+    or binary cross-entropy per label (multi_label: smoothing moves targets toward 0.5).
+    Token classification averages cross-entropy over labelled sub-words (label -100 is skipped)."""
+    import torch.nn.functional as F
+
+    if task == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    if task == "multi_label":
+        targets = labels.float() * (1 - label_smoothing) + label_smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits.float(), targets)
+    if task == "token_classification":
+        logits, labels = logits.flatten(0, -2), labels.flatten()
+    return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing, ignore_index=-100)
+
+
+Anchors = list[tuple["torch.nn.Parameter", "torch.Tensor"]]
+
+
+def pretrained_anchors(model: torch.nn.Module) -> Anchors:
+    """(parameter, copy of its value now) for every pretrained parameter: the L2-SP reference w0.
+
+    Taken before training, frozen parameters included (gradual unfreezing may release them later);
+    the new task head (`model.new_parameters`, set when the model was loaded) gets no anchor.
+    """
+    new = set(getattr(model, "new_parameters", ()))
+    return [(p, p.detach().clone()) for name, p in model.named_parameters() if name not in new]
+
+
+def penalized_weights(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Trainable weight matrices (and embeddings): what L1/L2 penalise; biases and norms are not."""
+    return [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+
+
+def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """sum |w| over `penalized_weights` (Tibshirani, 1996)."""
+    return sum(p.abs().sum() for p in penalized_weights(model))
+
+
+def l2_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """1/2 sum w^2 over `penalized_weights`."""
+    return 0.5 * sum(p.pow(2).sum() for p in penalized_weights(model))
+
+
+def l2_sp_penalty(anchors: Anchors) -> torch.Tensor:
+    """1/2 sum (w - w0)^2 over trainable anchored parameters (L2-SP, Li et al., 2018)."""
+    return 0.5 * sum((p - w0).pow(2).sum() for p, w0 in anchors if p.requires_grad)
+
+
+def forward_inputs(spec: RegularizationSection, model: torch.nn.Module, inputs: dict[str, Any]) -> dict:
+    """What the model's forward pass gets: the inputs without labels, twice over for R-Drop.
+
+    R-Drop's two passes run as one pass over the batch stacked on itself: every row gets its own
+    dropout mask, so the two halves are two independent dropout samples (as in the paper's code).
+    """
+    import torch
+
+    model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
+    if spec.rdrop > 0 and model.training:
+        model_inputs = {
+            key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value
+            for key, value in model_inputs.items()
+        }
+    return model_inputs
+
+
+def rdrop_divergence(
+    first: torch.Tensor, second: torch.Tensor, task: str, labels: torch.Tensor
+) -> torch.Tensor:
+    """Half the symmetric KL divergence between two predictions, summed over the batch's examples
+    (or labelled tokens), as the R-Drop authors' code does (`compute_kl_loss` sums while the task
+    loss is a mean), so `regularization.rdrop` is the paper's alpha.
+
+    Categorical: 1/2 sum_c (p_c - q_c)(log p_c - log q_c); multi-label (one Bernoulli per label):
+    1/2 sum_l (sigmoid a - sigmoid b)(a - b); regression: the squared difference of the outputs.
+    """
+    first, second = first.float(), second.float()
+    if task == "regression":
+        return (first - second).pow(2).sum()
+    if task == "multi_label":
+        return 0.5 * ((first.sigmoid() - second.sigmoid()) * (first - second)).sum()
+    if task == "token_classification":  # only the labelled sub-words
+        keep = labels != -100
+        first, second = first[keep], second[keep]
+        if first.numel() == 0:
+            return first.sum()
+    log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
+    return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum()
+
+
+def loss_terms(
+    spec: RegularizationSection,
+    task: str,
+    model: torch.nn.Module,
+    inputs: dict[str, Any],
+    outputs: Any,
+    anchors: Anchors | None = None,
+) -> dict[str, torch.Tensor]:
+    """The named terms of the training loss (their sum backpropagates; each is logged).
+
+    `task` is the data loss; each active regularizer adds a term of its own, in training only (the
+    validation loss is the task loss). `outputs` of a batch stacked for R-Drop (see
+    `forward_inputs`) hold both passes; `anchors` are the L2-SP reference weights.
+    """
+    training = model.training
+    smoothing = spec.label_smoothing if training else 0.0
+    labels, logits = inputs["labels"], outputs.logits
+    if logits.shape[0] == 2 * labels.shape[0]:  # R-Drop: two dropout passes of the same batch
+        first, second = logits.chunk(2)
+        task_term = (
+            task_loss(first, labels, task, smoothing) + task_loss(second, labels, task, smoothing)
+        ) / 2
+        terms = {"task": task_term, "rdrop": spec.rdrop * rdrop_divergence(first, second, task, labels)}
+    else:
+        terms = {"task": task_loss(logits, labels, task, smoothing)}
+    if not training:
+        return terms
+    if spec.l1 > 0:
+        terms["l1"] = spec.l1 * l1_penalty(model)
+    if spec.l2 > 0:
+        terms["l2"] = spec.l2 * l2_penalty(model)
+    if spec.l2_sp > 0:
+        if anchors is None:
+            raise ValueError("regularization.l2_sp needs the pretrained anchors (pretrained_anchors(model))")
+        terms["l2_sp"] = spec.l2_sp * l2_sp_penalty(anchors)
+    return terms

@@ -1,0 +1,1 @@
+"""Learning-rate schedules: the formulas, the torch scheduler, the plot (`schedule:`)."""

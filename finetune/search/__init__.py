@@ -1,0 +1,1 @@
+"""Searching for a recipe: lr-find, sweep, cross-validation (`sweep:`)."""

@@ -1,0 +1,187 @@
+"""Callbacks: behaviour that reacts to training events, one small class each.
+
+- `EarlyStopping`: watch a validation metric, stop after `patience` evaluations without
+  improvement, and restore the best weights at the end.
+- `JsonlLogger`: append every log and evaluation to `metrics.jsonl`.
+- `RecipeProgress`: progress bars with loss/LR on the bar and one summary line per evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+from finetune.errors import FinetuneError
+
+EVAL_PREFIX = "eval_"
+
+
+class EarlyStopping(TrainerCallback):
+    """Stop when the watched validation metric stops improving; keep and restore the best weights.
+
+    Patience counts evaluations (not epochs). An improvement must beat the best value by more
+    than `min_delta` (absolute, or a fraction of the best when `relative`). The evaluation before
+    training (step 0) makes the starting weights the first candidate: a run that only gets worse
+    (a diverging LR) ends with the weights it started from, never with damaged ones marked best;
+    it does not count towards patience. A later evaluation that ties the best takes its place (more
+    training at a lower LR, the same validation score) without resetting patience: on a small
+    validation split ties are common, and the earlier weights scored worse on held-out data
+    (docs/defaults.md). A tie never displaces the starting weights, though: training must beat them
+    (a diverging LR leaves accuracy at chance, tying a start at chance, with wrecked weights).
+    With `enabled=False` the run is never stopped early, but
+    the best evaluated weights are still restored at the end.
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        greater_is_better: bool,
+        patience: int,
+        min_delta: float = 0.0,
+        relative: bool = False,
+        enabled: bool = True,
+    ) -> None:
+        self.metric = metric
+        self.greater_is_better = greater_is_better
+        self.patience = patience
+        self.min_delta = min_delta
+        self.relative = relative
+        self.enabled = enabled
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.best_epoch: float | None = None
+        self.evaluations_without_improvement = 0
+        self.stopped_at_step: int | None = None
+        self.best_state: dict[str, Any] | None = None
+        self.restored = False
+        self.training_over = False
+
+    def is_improvement(self, value: float) -> bool:
+        if not math.isfinite(value):  # a NaN would stay "best": nothing compares better than it
+            return False
+        if self.best is None:
+            return True
+        margin = self.min_delta * abs(self.best) if self.relative else self.min_delta
+        if self.greater_is_better:
+            return value > self.best + margin
+        return value < self.best - margin
+
+    def watched_value(self, metrics: dict[str, float] | None) -> float:
+        key = EVAL_PREFIX + self.metric
+        if key not in (metrics or {}):
+            reported = sorted(k[len(EVAL_PREFIX) :] for k in (metrics or {}) if k.startswith(EVAL_PREFIX))
+            raise FinetuneError(
+                f"early_stopping.metric: evaluation did not report '{self.metric}' (it reported: {', '.join(reported)})"
+            )
+        return float(metrics[key])
+
+    def keep(self, value: float, state: Any, model: Any) -> None:
+        """Make these weights the best so far (a CPU copy, restored at the end)."""
+        self.best, self.best_step, self.best_epoch = value, state.global_step, state.epoch or 0.0
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if self.training_over:  # the re-check of the restored weights is not a candidate
+            return
+        value = self.watched_value(metrics)
+        if state.global_step == 0:  # the starting weights: a candidate that costs no patience
+            if self.best is None and math.isfinite(value):
+                self.keep(value, state, model)
+            return
+        if self.is_improvement(value):
+            self.keep(value, state, model)
+            self.evaluations_without_improvement = 0
+            return
+        if value == self.best and self.best_step != 0:  # a tie goes to the later, longer-trained weights
+            self.keep(value, state, model)
+        self.evaluations_without_improvement += 1
+        if self.enabled and self.evaluations_without_improvement >= self.patience:
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.training_over = True
+        if self.best_state is not None and model is not None:
+            model.load_state_dict(self.best_state)
+            self.restored = True
+
+    # The scalar state a checkpoint records; the best weights (`best_state`) are saved beside it
+    # as a model folder by `training/checkpoints.py`, which also puts them back on resume.
+    _STATE_KEYS = ("best", "best_step", "best_epoch", "evaluations_without_improvement", "stopped_at_step")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Best value and step, and the patience counter (JSON-serialisable)."""
+        return {key: getattr(self, key) for key in self._STATE_KEYS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in self._STATE_KEYS:
+            setattr(self, key, state[key])
+
+    def stop_reason(self) -> str:
+        if self.stopped_at_step is not None:
+            return (
+                f"early stopping at step {self.stopped_at_step}: {self.metric} did not improve for "
+                f"{self.patience} evaluations"
+            )
+        return "completed the planned steps"
+
+
+class JsonlLogger(TrainerCallback):
+    """Append every training log and evaluation, with step and epoch, to a JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def format_metrics(metrics: dict[str, float], prefix: str = EVAL_PREFIX) -> str:
+    """`loss 0.412 | accuracy 0.871 | f1 0.864` from a metrics dict, skipping timing entries."""
+    skip = ("runtime", "samples_per_second", "steps_per_second", "epoch", "preparation_time", "tokens_seen")
+    parts = []
+    for key, value in metrics.items():
+        name = key[len(prefix) :] if key.startswith(prefix) else key
+        if any(name.endswith(s) for s in skip) or not isinstance(value, (int, float)):
+            continue
+        parts.append(f"{name} {value:.4f}")
+    return " | ".join(parts)
+
+
+class RecipeProgress(ProgressCallback):
+    """A progress bar showing loss and LR, and one readable line per evaluation."""
+
+    def __init__(self, early_stopping: EarlyStopping | None = None) -> None:
+        super().__init__()
+        self.early_stopping = early_stopping
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or self.training_bar is None:
+            return
+        if "loss" in logs:
+            self.training_bar.set_postfix(
+                loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}"
+            )
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        super().on_evaluate(args, state, control, **kwargs)
+        # Evaluations outside training (before and after) are reported by the pipeline.
+        if not state.is_world_process_zero or not metrics or self.training_bar is None:
+            return
+        marker = ""
+        stopper = self.early_stopping
+        if stopper is not None and stopper.best_step == state.global_step and state.global_step > 0:
+            marker = "  * best"
+        line = (
+            f"eval step {state.global_step} (epoch {state.epoch or 0:.2f}): {format_metrics(metrics)}{marker}"
+        )
+        self.training_bar.write(line)

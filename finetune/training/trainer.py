@@ -1,0 +1,344 @@
+"""The Trainer: `transformers.Trainer` with the recipe's optimizer, schedule and loss.
+
+`RecipeTrainer` only assembles: parameter groups and the optimizer come from `optim`, the LR
+schedule from `schedules`, the loss from `regularization`; the Trainer (on Accelerate) keeps
+the loop, devices, mixed precision and distribution. `training_arguments` maps recipe sections
+onto `TrainingArguments` in one place, so every recipe key has exactly one effect.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.training_args import ParallelMode
+
+from finetune.data import samplers
+from finetune.distributed.devices import resolve_precision
+from finetune.distributed.processes import (
+    EpochSeededSampler,
+    LateParameterSync,
+    SamplerEpoch,
+    process_count,
+    strategy_arguments,
+)
+from finetune.errors import FinetuneError
+from finetune.optimizer.param_groups import build_optimizer, param_groups
+from finetune.recipe import Recipe
+from finetune.regularization.losses import forward_inputs, loss_terms, pretrained_anchors
+from finetune.schedules.formulas import build_scheduler
+from finetune.schedules.scheduler import innermost
+from finetune.training.checkpoints import restore_training_state, save_checkpoint
+from finetune.training.guards import FaultGuard
+
+
+def trackers(names: list[str]) -> list[str] | str:
+    """`output.report_to` for the Trainer's integrations; a missing package is a clear error."""
+    from transformers.integrations import is_mlflow_available, is_tensorboard_available, is_wandb_available
+
+    available = {
+        "tensorboard": is_tensorboard_available,
+        "wandb": is_wandb_available,
+        "mlflow": is_mlflow_available,
+    }
+    for name in names:
+        if not available[name]():
+            raise FinetuneError(f"output.report_to: '{name}' needs its package; pip install {name}")
+    return list(names) or "none"
+
+
+def point_tensorboard_at(trainer: Trainer, folder: Path) -> None:
+    """Make the Trainer's TensorBoard integration write to `folder` (its default is under output_dir)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(folder)
+
+
+def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
+    """The `TrainingArguments` a recipe implies (optimizer and schedule are built by the trainer)."""
+    training, evaluation = recipe.training, recipe.evaluation
+    use_cpu = training.cpu or not torch.cuda.is_available()
+    precision = resolve_precision(training.precision, use_cpu)
+    by_steps = evaluation.every != "epoch"
+    per_device, accumulation = training.batch_plan(process_count())
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=evaluation.batch_size,
+        gradient_accumulation_steps=accumulation,
+        num_train_epochs=training.epochs,
+        max_steps=training.max_steps or -1,
+        learning_rate=recipe.optimizer.lr,
+        weight_decay=recipe.optimizer.weight_decay,
+        max_grad_norm=recipe.regularization.clip_grad_norm or 0.0,
+        eval_strategy="steps" if by_steps else "epoch",
+        eval_steps=evaluation.every if by_steps else None,
+        save_strategy="no",  # checkpoints.CheckpointCadence decides, RecipeTrainer writes them atomically
+        logging_strategy="steps",
+        logging_steps=training.logging_steps,
+        seed=training.seed,
+        data_seed=training.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=use_cpu,
+        train_sampling_strategy="group_by_length" if training.group_by_length else "random",
+        length_column_name="length",
+        dataloader_num_workers=training.dataloader_workers,
+        dataloader_pin_memory=training.pin_memory,
+        torch_compile=training.compile,
+        # non-reentrant: gradients reach trainable layers above frozen embeddings (see layers/freezing.py)
+        activation_checkpointing=training.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if training.gradient_checkpointing else None,
+        report_to=trackers(recipe.output.report_to),
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=False,
+        **strategy_arguments(recipe.distributed, cpu=use_cpu),
+    )
+
+
+# Parameter-group keys that come from the recipe (optimizer.*): a resume re-applies them.
+RECIPE_GROUP_SETTINGS = ("initial_lr", "weight_decay", "betas", "eps", "momentum", "nesterov")
+
+
+class RecipeTrainer(Trainer):
+    """A `transformers.Trainer` whose optimizer, LR schedule and loss come from a recipe."""
+
+    def __init__(self, recipe: Recipe, **kwargs: Any) -> None:
+        self.recipe = recipe
+        if recipe.regularization.mixout > 0:  # before the Trainer moves the model (anchors are buffers)
+            from finetune.regularization.mixout import apply_mixout
+
+            apply_mixout(kwargs["model"], recipe.regularization.mixout)
+        super().__init__(**kwargs)
+        # L2-SP's reference: the pretrained weights as they are now, before any step.
+        self.anchors = pretrained_anchors(self.model) if recipe.regularization.l2_sp > 0 else None
+        # Our loss is a per-batch mean: the Trainer divides it by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        self._loss_terms: dict[str, float] = defaultdict(float)
+        self._loss_term_batches = 0
+        for callback in list(self.callback_handler.callbacks):
+            if type(callback) is ProgressCallback:  # replaced by RecipeProgress
+                self.callback_handler.remove_callback(callback)
+        callbacks = self.callback_handler.callbacks
+        self.fault_guard = next((c for c in callbacks if isinstance(c, FaultGuard)), None)
+        self.late_parameters = LateParameterSync()  # layers unfrozen after DDP wrapped the model
+        self.sampler_epoch = SamplerEpoch()
+        self.add_callback(self.sampler_epoch)
+        self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
+        self.deferred_save_step: int | None = None  # see _maybe_log_save_evaluate
+        self.swa = self._add_recipe_callbacks()
+        self._eval_lengths: list[int] | None = None
+        self.prefix_cache = self._install_prefix_cache()
+
+    def speed_line(self) -> str:
+        """`speed: fp32, length-grouped batches, prefix cache (caching embeddings + layers 0-2)`."""
+        args, training = self.args, self.recipe.training
+        parts = ["bf16 autocast" if args.bf16 else "fp16 autocast" if args.fp16 else "fp32"]
+        parts.append("length-grouped batches" if training.group_by_length else "random batches")
+        if training.compile:
+            parts.append("torch.compile")
+        if self.prefix_cache is not None:
+            parts.append(f"prefix cache ({self.prefix_cache.describe()})")
+        return "speed: " + ", ".join(parts)
+
+    def _install_prefix_cache(self) -> Any:
+        """The frozen-prefix cache of `training.prefix_cache` (model/prefix_cache.py), on the placed model."""
+        training = self.recipe.training
+        if not training.prefix_cache:
+            return None
+        from finetune.model.prefix_cache import install_prefix_cache
+
+        return install_prefix_cache(
+            self.model, training.prefix_cache_memory_mb, verbose=self.args.process_index == 0
+        )
+
+    def _add_recipe_callbacks(self) -> Any:
+        """Callbacks the recipe's schedule and regularization need (run after the pipeline's own,
+        so SWA's weights replace the restored best ones). Returns the SWA callback, if any."""
+        from finetune.regularization.augment import AugmentationEpoch, AugmentedTexts
+        from finetune.regularization.clipping import ClipGradValue
+        from finetune.regularization.swa import StochasticWeightAveraging
+        from finetune.schedules.scheduler import ReduceOnPlateau
+
+        recipe, spec = self.recipe, self.recipe.regularization
+        if recipe.schedule.name == "plateau":
+            self.add_callback(ReduceOnPlateau(recipe.early_stopping.watched_metric(recipe.model.task)))
+        if spec.clip_grad_value is not None:
+            self.add_callback(ClipGradValue(spec.clip_grad_value))
+        if isinstance(self.train_dataset, AugmentedTexts):
+            self.add_callback(AugmentationEpoch(self.train_dataset))
+        if spec.swa_start is None:
+            return None
+        swa = StochasticWeightAveraging(spec.swa_start, spec.swa_every)
+        self.add_callback(swa)
+        return swa
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        self.sampler_epoch.sampler = self._pick_train_sampler(train_dataset)  # see distributed.SamplerEpoch
+        return self.sampler_epoch.sampler
+
+    def _pick_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Length-grouped batches from the lengths measured at tokenization (data/samplers.py); seeded by
+        (seed, epoch), so every process and a resumed run draw the same batches."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = samplers.dataset_lengths(self.train_dataset)  # the columns `dataset` lost to the Trainer
+        if self.recipe.training.group_by_length and lengths is not None and len(lengths) == len(dataset):
+            return samplers.LengthGroupedSampler(
+                lengths, self.args.train_batch_size, seed=self.args.data_seed
+            )
+        sampler = super()._get_train_sampler(train_dataset)  # data without a length column
+        if isinstance(sampler, LengthGroupedSampler):  # its order must not depend on the global RNG
+            return EpochSeededSampler(sampler, self.args.data_seed)
+        return sampler
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        """Longest-first evaluation (least padding); `evaluation_loop` restores the data order."""
+        lengths = samplers.dataset_lengths(eval_dataset) or self._eval_lengths
+        sortable = self.recipe.training.group_by_length and self.args.eval_do_concat_batches
+        if sortable and lengths is not None and len(lengths) == len(eval_dataset):
+            return samplers.LengthSortedSampler(lengths)
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        chosen = self.eval_dataset if eval_dataset is None else eval_dataset
+        chosen = self.eval_dataset[chosen] if isinstance(chosen, str) else chosen
+        return self._with_lengths_of(chosen, super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset: Any) -> Any:
+        return self._with_lengths_of(test_dataset, super().get_test_dataloader, test_dataset)
+
+    def _with_lengths_of(self, dataset: Any, make_loader: Any, *args: Any) -> Any:
+        """Build a loader while the lengths of `dataset` are known (the Trainer drops that column)."""
+        self._eval_lengths = samplers.dataset_lengths(dataset)
+        try:
+            return make_loader(*args)
+        finally:
+            self._eval_lengths = None
+
+    def evaluation_loop(self, dataloader: Any, *args: Any, **kwargs: Any) -> Any:
+        output = super().evaluation_loop(dataloader, *args, **kwargs)
+        sampler = samplers.find_sampler(dataloader)
+        if isinstance(sampler, samplers.LengthSortedSampler) and output.num_samples == len(sampler):
+            output = output._replace(
+                predictions=samplers.restore_order(output.predictions, sampler.order),
+                label_ids=samplers.restore_order(output.label_ids, sampler.order),
+            )
+        return output
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        # An evaluation before training prepares the model for evaluation only, and Accelerate then
+        # returns it as "already prepared" when training asks for DDP: the processes would train
+        # unsynchronised replicas (seen with transformers 5.23 / accelerate 1.15; tests/test_launch.py).
+        if self.model_wrapped is self.model and self.args.parallel_mode == ParallelMode.DISTRIBUTED:
+            self.model._is_accelerate_prepared = False
+        return super().train(*args, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.fault_guard is not None:
+            self.fault_guard.observe_loss(loss)
+        if self.accelerator.sync_gradients:  # the last micro-batch: gradients are complete
+            self.late_parameters.sync()
+        return loss
+
+    def _save_checkpoint(self, model, trial) -> None:
+        save_checkpoint(self, self.recipe.checkpoints.keep_last)
+
+    def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
+        """A checkpoint asked for at a step after which the epoch-end hooks run at once (the epoch's
+        last step, or a stop) is written after them, so that it holds that epoch's evaluation (and
+        what follows from it: best weights, patience); a resumed run would never evaluate it again."""
+        step = self.state.global_step
+        if self.deferred_save_step == step:  # the epoch-end call that follows the step's own
+            self.control.should_save, self.deferred_save_step = True, None
+        elif self.control.should_save and (
+            self.control.should_training_stop or float(self.state.epoch or 0).is_integer()
+        ):
+            self.control.should_save, self.deferred_save_step = False, step
+        super()._maybe_log_save_evaluate(*args, **kwargs)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        restore_training_state(self, Path(checkpoint))  # callbacks first: e.g. unfrozen blocks
+        # The group settings the recipe sets (peak LRs, weight decay, betas, ...): loading the optimizer
+        # state would bring back the checkpoint's, and a change resumed with --allow-recipe-change must
+        # apply. Only those: other group keys may be an optimizer's running state.
+        optimizer = innermost(self.optimizer)
+        recipe_keys = {*RECIPE_GROUP_SETTINGS, *self.recipe.optimizer.kwargs}
+        settings = [{k: v for k, v in group.items() if k in recipe_keys} for group in optimizer.param_groups]
+        super()._load_optimizer_and_scheduler(checkpoint)
+        for group, recipe_settings in zip(optimizer.param_groups, settings):
+            group.update(recipe_settings)
+        if callable(getattr(self.lr_scheduler, "refresh", None)):  # this step's LR from the recipe's peaks
+            self.lr_scheduler.refresh()
+
+    def planned_steps(self) -> int:
+        """Optimizer steps this run will take (before any early stop), as the Trainer computes them."""
+        values = self.set_initial_training_values(self.args, self.get_train_dataloader())
+        return values[-1]
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            model = model if model is not None else self.model
+            groups = param_groups(model, self.recipe.optimizer, self.recipe.layer_lr, self.unfrozen_later())
+            self.optimizer = build_optimizer(groups, self.recipe.optimizer)
+        return self.optimizer
+
+    def unfrozen_later(self) -> set[str]:
+        """Parameters gradual unfreezing releases during the run: in the optimizer from the start."""
+        from finetune.layers.unfreezing import GradualUnfreezing
+
+        callbacks = self.callback_handler.callbacks
+        return {n for c in callbacks if isinstance(c, GradualUnfreezing) for n in c.pending_parameter_names()}
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is None:
+            optimizer = optimizer if optimizer is not None else self.optimizer
+            recipe = self.recipe
+            steps_per_epoch = None
+            if recipe.schedule.uses_epochs:  # optimizer steps per epoch, as the Trainer counts them
+                steps_per_epoch = self.set_initial_training_values(self.args, self.get_train_dataloader())[1]
+            self.lr_scheduler = build_scheduler(
+                optimizer,
+                recipe.schedule,
+                num_training_steps,
+                steps_per_epoch,
+                greater_is_better=recipe.early_stopping.greater_is_better(recipe.model.task),
+            )
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def loss_terms(
+        self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any
+    ) -> dict[str, torch.Tensor]:
+        """The named terms of the training loss; their sum is what backpropagates."""
+        spec = self.recipe.regularization
+        return loss_terms(spec, self.recipe.model.task, model, inputs, outputs, self.anchors)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**forward_inputs(self.recipe.regularization, model, inputs))  # x2 for R-Drop
+        terms = self.loss_terms(model, inputs, outputs)
+        loss = sum(terms.values())
+        if model.training and len(terms) > 1:
+            for name, value in terms.items():
+                self._loss_terms[name] += float(value.detach())
+            self._loss_term_batches += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean of each loss term since the last log to training logs."""
+        if "loss" in logs and self._loss_term_batches:
+            for name, total in self._loss_terms.items():
+                logs[f"loss_{name}"] = total / self._loss_term_batches
+            self._loss_terms.clear()
+            self._loss_term_batches = 0
+        super().log(logs, start_time)
