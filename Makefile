@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## The main job: fine-tune the embedded MiniLM on the shipped demo data (CPU, a few minutes).
+## The main job: fine-tune the embedded MiniLM on the shipped demo data (CPU, about 50 s).
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/finetune train recipes/demo.yaml
 

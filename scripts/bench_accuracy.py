@@ -12,7 +12,7 @@ Arms (each run is its own process; `--jobs 2` runs two at a time with one torch 
   (b) `default`: `finetune train` on a recipe that only says `extends: base` and names the data;
       validation is carved from the training rows (the recipe's default 10%), the restored best
       weights are scored once with `finetune evaluate` on the dev file.
-  (c) `recommended`: the same with `extends: recommended` (README, "Which recipe").
+  (c) `recommended`: the same with `extends: recommended` (README, "Accuracy: defaults and the plain Trainer").
 More arms: a shipped recipe by name (`--arms plain default llrd small-data`: the data recipe
 extends recipes/NAME.yaml), or base with overrides: `--arm NAME=key=value,key=value`
 (e.g. `lr1e-4=optimizer.lr=1e-4`).

@@ -1,9 +1,10 @@
-"""Write the README's recipe reference from the recipe schema (the one source of truth).
+"""Write the recipe reference (docs/recipe-reference.md) from the recipe schema (the one source of truth).
 
-    python scripts/recipe_reference.py          # rewrite the section in README.md
-    python scripts/recipe_reference.py --check  # exit 1 if README.md is out of date (used by tests)
+    python scripts/recipe_reference.py          # rewrite the reference in docs/recipe-reference.md
+    python scripts/recipe_reference.py --check  # exit 1 if it is out of date (used by tests)
 
-The section sits between the markers `<!-- recipe-reference:start -->` and `<!-- recipe-reference:end -->`.
+The generated part sits between the markers `<!-- recipe-reference:start -->` and
+`<!-- recipe-reference:end -->`; the page's title and introduction above them are written by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from finetune.recipe.loading import inner_model  # noqa: E402
 from finetune.recipe.schema import Recipe  # noqa: E402
 
 START, END = "<!-- recipe-reference:start -->", "<!-- recipe-reference:end -->"
+PAGE = REPO / "docs" / "recipe-reference.md"
+NAME = PAGE.relative_to(REPO).as_posix()  # as messages show it
 
 
 def _default(field: Any) -> str:
@@ -93,19 +96,18 @@ def reference() -> str:
         if section is None:
             continue
         doc = " ".join(section_doc(name, section).split())
-        lines += ["", f"### `{name}:`", "", doc, "", *section_table(section, f"{name}.")]
+        lines += ["", f"## `{name}:`", "", doc, "", *section_table(section, f"{name}.")]
     lines += ["", END]
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if README.md is out of date")
+    parser.add_argument("--check", action="store_true", help=f"fail if {NAME} is out of date")
     args = parser.parse_args()
-    readme = REPO / "README.md"
-    text = readme.read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     if START not in text or END not in text:
-        print(f"README.md lacks the markers {START} ... {END}", file=sys.stderr)
+        print(f"{NAME} lacks the markers {START} ... {END}", file=sys.stderr)
         return 1
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
@@ -113,12 +115,12 @@ def main() -> int:
     if args.check:
         if updated != text:
             print(
-                "README.md's recipe reference is out of date: run python scripts/recipe_reference.py",
+                f"{NAME} is out of date with the recipe schema: run python scripts/recipe_reference.py",
                 file=sys.stderr,
             )
             return 1
         return 0
-    readme.write_text(updated, encoding="utf-8")
+    PAGE.write_text(updated, encoding="utf-8")
     return 0
 
 

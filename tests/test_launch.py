@@ -322,7 +322,7 @@ def test_two_cpu_processes_train_like_one_with_the_same_global_batch(tiny_model_
         assert two["initial_metrics"][name] == one["initial_metrics"][name], name
     assert round(two["initial_metrics"]["accuracy"] * 13, 6).is_integer()
     # the Trainer's eval loss averages per-batch means, and the padded last batch holds the duplicate:
-    # close, not exact (see the README, "Several GPUs")
+    # close, not exact (see docs/multi-gpu.md, "Metrics over all validation examples")
     assert two["initial_metrics"]["loss"] == pytest.approx(one["initial_metrics"]["loss"], rel=1e-2)
 
 

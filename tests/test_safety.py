@@ -1,4 +1,5 @@
-"""What happens on bad input: one test per row of the README's "What happens on bad input" table."""
+"""What happens on bad input: one test per row of the "What happens on bad input" table
+in docs/checkpoints-and-failures.md."""
 
 from __future__ import annotations
 

@@ -438,17 +438,18 @@ def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, 
 
 
 def test_readme_documents_every_sweep_file_key():
+    """The sweep guide (docs/tuning.md, moved there from the README) documents every sweep-file key."""
     from conftest import REPO
 
     from finetune.recipe.sweep import PruningSection, RangeSpec, SweepFile
 
-    text = (REPO / "README.md").read_text()
-    section = text.split("### Sweeps: `finetune sweep`")[1].split("### Cross-validation")[0]
+    text = (REPO / "docs" / "tuning.md").read_text()
+    section = text.split("## Sweeps: `finetune sweep`")[1].split("## Cross-validation")[0]
     keys = [name for name in SweepFile.model_fields if name != "pruning"]
     keys += [f"pruning.{name}" for name in PruningSection.model_fields]
     keys += list(RangeSpec.model_fields)
     missing = [key for key in keys if f"`{key}" not in section]
-    assert not missing, f"README's sweep section does not document {missing}"
+    assert not missing, f"docs/tuning.md's sweep section does not document {missing}"
 
 
 def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
@@ -477,14 +478,15 @@ def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
 
 
 def test_readme_sweep_example_is_a_valid_sweep_for_the_demo_recipe():
+    """The sweep file shown in the sweep guide (docs/tuning.md) is valid for the demo recipe."""
     from conftest import REPO
 
     from finetune.recipe import parse_yaml
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "tuning.md").read_text()
     block = text.split("# my.sweep.yaml\n")[1].split("```")[0]
-    spec = validate_sweep_file(parse_yaml(block, "README"), "README")
-    check_space(load_recipe("demo"), spec, "README")
+    spec = validate_sweep_file(parse_yaml(block, "docs/tuning.md"), "docs/tuning.md")
+    check_space(load_recipe("demo"), spec, "docs/tuning.md")
     assert spec.method == "tpe" and len(spec.space) == 5
 
 
