@@ -17,7 +17,7 @@ from finetune.errors import FinetuneError
 EXIT_USER_ERROR = 2
 
 EPILOG = """\
-recipes: YAML files (see recipes/ and the README's recipe reference). Override any key from
+recipes: YAML files (see recipes/ and docs/recipe-reference.md). Override any key from
 the command line as section.key=value, e.g. optimizer.lr=3e-5 training.epochs=2.
 
 examples:

@@ -14,7 +14,7 @@ class Section(BaseModel):
     """A recipe section: unknown keys are errors, every field documents itself.
 
     `extra="forbid"` is the point: a misspelt key must never silently fall back to its default.
-    Field descriptions are the recipe reference (README, `finetune explain`).
+    Field descriptions are the recipe reference (docs/recipe-reference.md, `finetune explain`).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)

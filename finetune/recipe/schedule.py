@@ -3,7 +3,7 @@
 One section for every schedule: `name` picks the schedule, and the other keys are its settings.
 A key that does not apply to the chosen schedule must keep its default (an error names it), so
 `schedule.power` given to `cosine` is caught instead of silently ignored. The formulas are in
-`finetune/schedules/formulas.py` and in the README.
+`finetune/schedules/formulas.py` and in docs/schedules-and-regularization.md.
 """
 
 from typing import Literal
@@ -75,7 +75,7 @@ class ScheduleSection(Section):
     `min_lr`), `cosine_restarts` (SGDR), `step`, `multistep`, `exponential`, `polynomial`,
     `inverse_sqrt`, `cyclic` (CLR), `one_cycle`, `slanted_triangular` (ULMFiT), `wsd`
     (warmup-stable-decay) or `plateau` (cut the LR when the validation metric stalls). Each can
-    start with a warmup; the README's "Learning-rate schedules" gives every formula."""
+    start with a warmup; docs/schedules-and-regularization.md gives every formula."""
 
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
     """Warmup length as a share of all optimizer steps, in [0, 1). Give this or `warmup_steps`.

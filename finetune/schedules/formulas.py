@@ -10,7 +10,7 @@ mid-run, and `finetune plot-schedule` draw a run without an optimizer. `plateau`
 that depends on the run: torch's `ReduceLROnPlateau` decides the cuts from the validation metric
 (`schedules/scheduler.py` holds the torch side: the scheduler, the plateau state and its callback).
 
-Notation (README, "Learning-rate schedules"): t = optimizer step (0-based; the LR of step t+1),
+Notation (docs/schedules-and-regularization.md, "Learning-rate schedules"): t = optimizer step (0-based; the LR of step t+1),
 T = total steps, W = warmup steps, p = clamp((t - W) / (T - W), 0, 1), m = min_lr / lr.
 
 This module imports torch only inside functions, so plots of a schedule load fast.

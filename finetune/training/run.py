@@ -414,7 +414,7 @@ def stop_run(
         write_documents(run_dir, run)
     raise TrainingDiverged(
         f"{guard.stop_reason}; training stopped.{kept} Try a lower optimizer.lr, a longer warmup or "
-        f"regularization.clip_grad_norm; see guards: in the README."
+        f"regularization.clip_grad_norm; see guards: in docs/checkpoints-and-failures.md."
     )
 
 
