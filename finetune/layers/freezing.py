@@ -10,7 +10,7 @@ blocks frozen; `finetune.layers.unfreezing` releases them during training.
 Frozen embeddings and gradient checkpointing: with torch's re-entrant checkpointing, a
 checkpointed layer whose *inputs* do not require grad returns outputs that do not either, so no
 gradient reaches the trainable layers above frozen embeddings. `training.gradient_checkpointing`
-uses the non-reentrant implementation, which has no such limitation (tests/test_freezing.py).
+uses the non-reentrant implementation, which has no such limitation (tests/layers/test_freezing.py).
 """
 
 from __future__ import annotations

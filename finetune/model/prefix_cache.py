@@ -21,7 +21,7 @@ rebuilt for the shorter prefix that is still frozen; restoring best weights drop
 
 The prefix always runs in eval mode (no dropout): cached outputs must be deterministic. Recipes
 therefore need `freeze.eval_mode: true` with `training.prefix_cache`, and training with and without
-the cache is the same computation (tests/test_prefix_cache.py checks both, to float tolerance).
+the cache is the same computation (tests/model/test_prefix_cache.py checks both, to float tolerance).
 
 Supported: BERT-layout encoders (BERT, MiniLM, RoBERTa, XLM-R, CamemBERT), right-padded inputs.
 Other architectures get a clear error; a batch the cache cannot serve (left padding, explicit

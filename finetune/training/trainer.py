@@ -236,7 +236,7 @@ class RecipeTrainer(Trainer):
     def train(self, *args: Any, **kwargs: Any) -> Any:
         # An evaluation before training prepares the model for evaluation only, and Accelerate then
         # returns it as "already prepared" when training asks for DDP: the processes would train
-        # unsynchronised replicas (seen with transformers 5.23 / accelerate 1.15; tests/test_launch.py).
+        # unsynchronised replicas (seen with transformers 5.23 / accelerate 1.15; tests/distributed/test_launch.py).
         if self.model_wrapped is self.model and self.args.parallel_mode == ParallelMode.DISTRIBUTED:
             self.model._is_accelerate_prepared = False
         return super().train(*args, **kwargs)

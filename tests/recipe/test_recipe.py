@@ -195,7 +195,7 @@ def test_resolved_recipe_round_trips(tmp_path):
 
 
 def test_every_shipped_recipe_validates():
-    # sweep files (recipes/sweeps/*.sweep.yaml) are not recipes; tests/test_sweep.py validates them
+    # sweep files (recipes/sweeps/*.sweep.yaml) are not recipes; tests/search/test_sweep.py validates them
     paths = sorted(p for p in shipped_recipes_dir().rglob("*.yaml") if not p.name.endswith(".sweep.yaml"))
     everything = list(shipped_recipes_dir().glob("**/*.yaml"))
     assert len(paths) == len([p for p in everything if not p.name.endswith(".sweep.yaml")]) >= 6

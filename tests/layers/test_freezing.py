@@ -4,8 +4,8 @@ import functools
 
 import pytest
 import torch
+from architectures import ARCHITECTURES, tiny_model
 from conftest import tiny_bert
-from test_anatomy import ARCHITECTURES, tiny_model
 
 from finetune.errors import FinetuneError
 from finetune.layers.freezing import apply_freeze, resolve_layer_indices
