@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from finetune.errors import FinetuneError
+from finetune.recipe import Recipe
 
 EVAL_PREFIX = "eval_"
 
@@ -185,3 +186,23 @@ class RecipeProgress(ProgressCallback):
             f"eval step {state.global_step} (epoch {state.epoch or 0:.2f}): {format_metrics(metrics)}{marker}"
         )
         self.training_bar.write(line)
+
+
+def recipe_callbacks(recipe: Recipe, train_set: Any) -> list[TrainerCallback]:
+    """The callbacks the recipe's schedule and regularization ask for, in the order they run after
+    early stopping's (so SWA's averaged weights replace the restored best ones)."""
+    from finetune.regularization.augment import AugmentationEpoch, AugmentedTexts
+    from finetune.regularization.clipping import ClipGradValue
+    from finetune.regularization.swa import StochasticWeightAveraging
+    from finetune.schedules.scheduler import ReduceOnPlateau
+
+    spec, found = recipe.regularization, []
+    if recipe.schedule.name == "plateau":
+        found.append(ReduceOnPlateau(recipe.early_stopping.watched_metric(recipe.model.task)))
+    if spec.clip_grad_value is not None:
+        found.append(ClipGradValue(spec.clip_grad_value))
+    if isinstance(train_set, AugmentedTexts):
+        found.append(AugmentationEpoch(train_set))
+    if spec.swa_start is not None:
+        found.append(StochasticWeightAveraging(spec.swa_start, spec.swa_every))
+    return found

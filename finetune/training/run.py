@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from finetune.data.files import LABEL, TaskData, load_task_data, tokenize
 from finetune.data.tokens import token_collator, tokenize_words
@@ -31,25 +31,24 @@ from finetune.runs.folders import (
     METRICS_FILE,
     MODEL_DIR,
     changed_data_files,
-    environment,
-    peak_rss_mb,
-    read_metrics,
     record_data_files,
     write_recipe,
     write_results,
 )
-from finetune.runs.plots import plot_run
-from finetune.runs.report import write_run_documents
 from finetune.runs.resume import ResumePoint, discard_unstarted_run, saved_recipe
-from finetune.training.callbacks import EarlyStopping, JsonlLogger, RecipeProgress, format_metrics
+from finetune.training.callbacks import (
+    EarlyStopping,
+    JsonlLogger,
+    RecipeProgress,
+    format_metrics,
+    recipe_callbacks,
+)
 from finetune.training.checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
 from finetune.training.defaults import adopt_resolved, resolve_auto
-from finetune.training.guards import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
+from finetune.training.guards import FaultGuard
 from finetune.training.learning_check import (
     Baseline,
     constant_baseline,
-    learning_verdict,
-    prediction_spread,
     warning_text,
 )
 from finetune.training.metrics import (
@@ -58,6 +57,7 @@ from finetune.training.metrics import (
     check_watched_metric,
     metrics_function,
 )
+from finetune.training.results import check_learning, collect_results, save_model, stop_run, write_documents
 
 
 @dataclass
@@ -117,7 +117,13 @@ def build_trainer(
             label_names=data.label_names,
             trust_remote_code=recipe.evaluation.trust_remote_code,
         ),
-        callbacks=[early, JsonlLogger(run_dir / METRICS_FILE), RecipeProgress(early), *(callbacks or [])],
+        callbacks=[
+            early,
+            JsonlLogger(run_dir / METRICS_FILE),
+            RecipeProgress(early),
+            *(callbacks or []),
+            *recipe_callbacks(recipe, train_set),
+        ],
     )
     point_tensorboard_at(trainer, run_dir / "tensorboard")  # when output.report_to has tensorboard
     return trainer, early
@@ -187,6 +193,10 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         counted = summarize(model)
         frozen.trainable, frozen.total = counted.trainable, counted.total
         say(f"peft: {describe_adapters(adapted)}")
+    if recipe.regularization.mixout > 0:  # before the Trainer places the model (its anchors are buffers)
+        from finetune.regularization.mixout import apply_mixout
+
+        apply_mixout(model, recipe.regularization.mixout)
     say(f"model: {recipe.model.name} ({model.config.model_type}); {frozen.line()}")
     if head:
         say(f"new (randomly initialised) parameters: {', '.join(head)}")
@@ -336,22 +346,6 @@ def run_in(
     return RunResult(run_dir=run_dir, results=results, trainer=trainer)
 
 
-def write_documents(run_dir: Path, run: Prepared) -> None:
-    """The plots (`output.plots`), report.md and the model card, from the files the run wrote: every
-    ending (completed, early-stopped, diverged, interrupted) leaves them."""
-    if run.recipe.output.plots:
-        plot_run(run_dir, read_metrics(run_dir), watched=run.metric, best_step=run.early.best_step)
-    write_run_documents(run_dir)  # report.md, and the model card in model/README.md
-
-
-def check_learning(run: Prepared, final: dict[str, float], initial: dict[str, float]) -> dict[str, Any]:
-    """The verdict on the weights the run ends with (training/learning_check.py), for results.json."""
-    compute, data = run.trainer.compute_metrics, run.data
-    spread = prediction_spread(run.recipe.model.task, compute.last_outputs, data.label_names)
-    greater = run.early.greater_is_better
-    return learning_verdict(run.metric, greater, _strip(final), _strip(initial), run.baseline, spread)
-
-
 def batch_line(trainer: Any) -> str:
     """`batch: 32 per optimizer step = 8 per device x 2 processes x 2 accumulation steps; 120 steps`."""
     args = trainer.args
@@ -377,100 +371,3 @@ def check_data_files(run_dir: Path, sources: dict[str, str], resumed: bool) -> N
         return
     for change in changed_data_files(run_dir, sources):
         say(f"warning: data file changed: {change}. The resumed run trains on the new content.")
-
-
-def stop_run(
-    recipe: Recipe,
-    run: Prepared,
-    run_dir: Path,
-    guard: FaultGuard,
-    initial: dict[str, float],
-    output: Any,
-    train_seconds: float,
-) -> NoReturn:
-    """Finish a run a fault stopped: write what is known, keep the best weights, raise the fault's error."""
-    trainer, early = run.trainer, run.early
-    results = collect_results(
-        recipe, run.data, run.frozen, trainer, early, initial, {}, output, train_seconds
-    )
-    results.update(stop_reason=guard.stop_reason, resumes=trainer.run_state.get("resumes", []))
-    command = resume_command(run_dir, cpu=trainer.args.use_cpu)
-    if guard.stopped_by == "signal":
-        results.update(status="interrupted", resume_command=command)
-        if is_main_process():
-            write_results(run_dir, results)
-            write_documents(run_dir, run)
-        raise RunInterrupted(
-            f"{guard.stop_reason}; checkpoint saved in {run_dir / 'checkpoints'}. Continue with: {command}",
-            guard.signal_received,
-        )
-    kept = ""
-    if early.restored and recipe.output.save_model:  # the best weights are finite: keep them
-        save_model(trainer, run_dir / MODEL_DIR)
-        kept = f" The best weights (step {early.best_step}, {early.metric} {early.best:.4g}) are in {run_dir / MODEL_DIR}."
-    results.update(status="diverged")
-    if is_main_process():
-        write_results(run_dir, results)
-        write_documents(run_dir, run)
-    raise TrainingDiverged(
-        f"{guard.stop_reason}; training stopped.{kept} Try a lower optimizer.lr, a longer warmup or "
-        f"regularization.clip_grad_norm; see guards: in docs/checkpoints-and-failures.md."
-    )
-
-
-def save_model(trainer: Any, folder: Path) -> None:
-    """Save the (best) model and tokenizer in Hugging Face format, safetensors only."""
-    trainer.save_model(str(folder))
-    (folder / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
-
-
-def collect_results(
-    recipe: Recipe,
-    data: TaskData,
-    frozen: FreezeSummary,
-    trainer: Any,
-    early: EarlyStopping,
-    initial: dict[str, float],
-    final: dict[str, float],
-    output: Any,
-    train_seconds: float,
-) -> dict[str, Any]:
-    """What `results.json` records about a finished run."""
-    import torch
-
-    state = trainer.state
-    samples = output.metrics.get("train_samples_per_second")
-    tokens_seen = getattr(state, "num_input_tokens_seen", 0) or 0
-    results: dict[str, Any] = {
-        "recipe": recipe.name,
-        "task": recipe.model.task,
-        "model": recipe.model.name,
-        "labels": data.label_names,
-        "data": {"train": len(data.train), "validation": len(data.validation), "sources": data.sources},
-        "trainable_parameters": frozen.trainable,
-        "total_parameters": frozen.total,
-        "frozen_blocks": frozen.frozen_blocks,
-        "unfrozen_during_training": frozen.unfreezing.history if frozen.unfreezing is not None else [],
-        "metric": early.metric,
-        "best": {"value": early.best, "step": early.best_step, "epoch": early.best_epoch},
-        "stop_reason": early.stop_reason(),
-        "initial_metrics": _strip(initial),
-        "final_metrics": _strip(final),
-        "steps": state.global_step,
-        "epochs": round(state.epoch or 0.0, 4),
-        "train_seconds": round(train_seconds, 2),
-        "train_samples_per_second": samples,
-        "train_tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds else None,
-        "train_loss": output.metrics.get("train_loss"),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "environment": environment(),
-    }
-    if torch.cuda.is_available():
-        results["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return results
-
-
-def _strip(metrics: dict[str, float]) -> dict[str, float]:
-    """Validation metrics without the `eval_` prefix and the Trainer's timing/bookkeeping entries."""
-    noise = ("runtime", "per_second", "preparation_time", "tokens_seen", "epoch")
-    return {k.removeprefix("eval_"): v for k, v in metrics.items() if not k.endswith(noise)}

@@ -32,6 +32,7 @@ from finetune.errors import FinetuneError
 from finetune.optimizer.param_groups import build_optimizer, param_groups
 from finetune.recipe import Recipe
 from finetune.regularization.losses import forward_inputs, loss_terms, pretrained_anchors
+from finetune.regularization.swa import StochasticWeightAveraging
 from finetune.schedules.formulas import build_scheduler
 from finetune.schedules.scheduler import innermost
 from finetune.training.checkpoints import restore_training_state, save_checkpoint
@@ -113,10 +114,6 @@ class RecipeTrainer(Trainer):
 
     def __init__(self, recipe: Recipe, **kwargs: Any) -> None:
         self.recipe = recipe
-        if recipe.regularization.mixout > 0:  # before the Trainer moves the model (anchors are buffers)
-            from finetune.regularization.mixout import apply_mixout
-
-            apply_mixout(kwargs["model"], recipe.regularization.mixout)
         super().__init__(**kwargs)
         # L2-SP's reference: the pretrained weights as they are now, before any step.
         self.anchors = pretrained_anchors(self.model) if recipe.regularization.l2_sp > 0 else None
@@ -134,7 +131,7 @@ class RecipeTrainer(Trainer):
         self.add_callback(self.sampler_epoch)
         self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
         self.deferred_save_step: int | None = None  # see _maybe_log_save_evaluate
-        self.swa = self._add_recipe_callbacks()
+        self.swa = next((c for c in callbacks if isinstance(c, StochasticWeightAveraging)), None)
         self._eval_lengths: list[int] | None = None
         self.prefix_cache = self._install_prefix_cache()
 
@@ -159,27 +156,6 @@ class RecipeTrainer(Trainer):
         return install_prefix_cache(
             self.model, training.prefix_cache_memory_mb, verbose=self.args.process_index == 0
         )
-
-    def _add_recipe_callbacks(self) -> Any:
-        """Callbacks the recipe's schedule and regularization need (run after the pipeline's own,
-        so SWA's weights replace the restored best ones). Returns the SWA callback, if any."""
-        from finetune.regularization.augment import AugmentationEpoch, AugmentedTexts
-        from finetune.regularization.clipping import ClipGradValue
-        from finetune.regularization.swa import StochasticWeightAveraging
-        from finetune.schedules.scheduler import ReduceOnPlateau
-
-        recipe, spec = self.recipe, self.recipe.regularization
-        if recipe.schedule.name == "plateau":
-            self.add_callback(ReduceOnPlateau(recipe.early_stopping.watched_metric(recipe.model.task)))
-        if spec.clip_grad_value is not None:
-            self.add_callback(ClipGradValue(spec.clip_grad_value))
-        if isinstance(self.train_dataset, AugmentedTexts):
-            self.add_callback(AugmentationEpoch(self.train_dataset))
-        if spec.swa_start is None:
-            return None
-        swa = StochasticWeightAveraging(spec.swa_start, spec.swa_every)
-        self.add_callback(swa)
-        return swa
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         self.sampler_epoch.sampler = self._pick_train_sampler(train_dataset)  # see distributed.SamplerEpoch

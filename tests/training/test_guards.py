@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -15,7 +14,6 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from finetune.errors import FinetuneError
 from finetune.recipe import validate_recipe
@@ -112,57 +110,6 @@ def test_a_diverging_lr_ends_with_the_weights_it_started_from(tiny_recipe, tiny_
     start = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).state_dict()
     saved = load_file(result.run_dir / "model" / "model.safetensors")
     assert all(torch.equal(saved[key], value) for key, value in start.items())
-
-
-def test_a_diverged_run_writes_its_report_and_plots(tiny_recipe, tmp_path):
-    tiny_recipe["guards"] = {"divergence": {"metric": "loss", "threshold": 0.01}}
-    with pytest.raises(TrainingDiverged):
-        train(validate_recipe(tiny_recipe))
-    run = tmp_path / "run"
-    report = (run / "report.md").read_text()
-    for plot in ("lr.png", "loss.png", "metrics.png"):
-        assert (run / plot).is_file() and f"]({plot})" in report
-    assert "(best weights)" not in (run / "model" / "README.md").read_text()  # no final evaluation
-
-
-class SignalAt(TrainerCallback):
-    """SIGTERM to this process after an optimizer step, as a scheduler preempting the job sends it."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            signal.raise_signal(signal.SIGTERM)
-
-
-ENDINGS = {
-    "completed": ({}, None, "completed the planned steps"),
-    "early-stopped": (
-        {"early_stopping": {"patience": 1, "min_delta": 1.0}},
-        None,
-        "early stopping at step 6",
-    ),
-    "diverged": (
-        {"guards": {"divergence": {"metric": "loss", "threshold": 0.01}}},
-        TrainingDiverged,
-        "is above guards.divergence.threshold 0.01",
-    ),
-    "interrupted": ({}, RunInterrupted, "stopped by SIGTERM at step 4"),
-}
-
-
-@pytest.mark.parametrize("ending", list(ENDINGS))
-def test_every_ending_writes_the_report(tiny_recipe, tmp_path, ending):
-    changes, error, reason = ENDINGS[ending]
-    tiny_recipe.update(changes)
-    callbacks = [SignalAt(3)] if ending == "interrupted" else []
-    with pytest.raises(error) if error else contextlib.nullcontext():
-        train(validate_recipe(tiny_recipe), callbacks=callbacks)
-    report = (tmp_path / "run" / "report.md").read_text()
-    assert reason in report
-    if ending == "interrupted":
-        assert f"continue with `finetune train --resume {tmp_path / 'run'}`" in report
 
 
 def test_divergence_metric_must_be_a_task_metric(tiny_recipe):

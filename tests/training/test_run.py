@@ -4,46 +4,10 @@ import json
 
 import pytest
 import torch
-from conftest import FakeMetric
-from transformers import TrainerCallback
 
 from finetune.errors import FinetuneError
-from finetune.recipe import load_recipe, validate_recipe
+from finetune.recipe import validate_recipe
 from finetune.training.run import train
-
-
-def test_run_folder_holds_recipe_metrics_results_model_and_plots(tiny_recipe, tmp_path):
-    recipe = validate_recipe(tiny_recipe)
-    result = train(recipe)
-    run = result.run_dir
-    assert run == tmp_path / "run"
-    for name in ("recipe.yaml", "metrics.jsonl", "results.json", "lr.png", "loss.png", "metrics.png"):
-        assert (run / name).is_file(), name
-    assert (run / "model" / "model.safetensors").is_file()
-    assert not (run / "model" / "training_args.bin").exists()
-
-    # the resolved recipe reproduces the run's recipe exactly
-    assert load_recipe(run / "recipe.yaml") == recipe
-
-    results = json.loads((run / "results.json").read_text())
-    assert results["labels"] == ["neg", "pos"]
-    assert results["data"] == {
-        "train": 48,
-        "validation": 12,
-        "sources": {"train": tiny_recipe["data"]["train"], "validation": tiny_recipe["data"]["validation"]},
-    }
-    assert results["steps"] == 12  # 2 epochs x ceil(48 / 8)
-    assert results["metric"] == "accuracy"
-    # the tiny random model does not learn in 12 steps: its starting weights stay best, and it says so
-    assert results["best"]["step"] == 0 and results["learning_check"]["learned"] is False
-    assert results["final_metrics"]["accuracy"] == results["best"]["value"]
-    assert set(results["initial_metrics"]) >= {"loss", "accuracy", "f1", "f1_macro", "mcc"}
-    assert results["train_samples_per_second"] > 0 and results["peak_rss_mb"] > 0
-
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    train_logs = [r for r in records if "loss" in r]
-    assert [r["step"] for r in train_logs] == list(range(1, 13))  # logging_steps: 1
-    assert sum("eval_accuracy" in r for r in records) == 1 + 2 + 1  # before, each epoch, after
 
 
 def test_logged_learning_rate_follows_warmup_and_linear_decay(tiny_recipe):
@@ -57,48 +21,6 @@ def test_logged_learning_rate_follows_warmup_and_linear_decay(tiny_recipe):
         used = step - 1
         expected = peak * used / 3 if used < 3 else peak * (total - used) / (total - 3)
         assert logged[step] == pytest.approx(expected), step
-
-
-class WeightsAtEvaluations(TrainerCallback):
-    """The model's weights at each evaluation during training, and the step just taken."""
-
-    def __init__(self):
-        self.step = 0
-        self.weights = {}
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.step = state.global_step
-
-    def on_evaluate(self, args, state, control, model=None, **kwargs):
-        # the first evaluation of a step only: the final re-check sees the restored weights
-        if state.global_step > 0 and state.global_step not in self.weights:
-            self.weights[state.global_step] = {
-                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-            }
-
-
-def test_saved_model_is_the_best_not_the_last(tiny_recipe, fake_evaluate):
-    from transformers import AutoModelForSequenceClassification, pipeline
-
-    recorder = WeightsAtEvaluations()
-    # a watched metric that peaks at the first epoch's evaluation (step 6 of 12), whatever training does
-    fake_evaluate.metric = FakeMetric("score", lambda predictions, references: float(recorder.step == 6))
-    tiny_recipe["evaluation"]["extra_metrics"] = ["score"]
-    tiny_recipe["evaluation"]["trust_remote_code"] = True
-    tiny_recipe["early_stopping"] = {"metric": "score", "mode": "max"}
-    result = train(validate_recipe(tiny_recipe), callbacks=[recorder])
-    assert result.results["best"]["step"] == 6 and result.results["steps"] == 12
-    assert sorted(recorder.weights) == [6, 12]
-
-    folder = result.run_dir / "model"
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
-    assert model.config.id2label == {0: "neg", 1: "pos"}
-    classify = pipeline("text-classification", model=str(folder))
-    assert classify("great film")[0]["label"] in {"neg", "pos"}
-    saved = model.state_dict()
-    for key, value in saved.items():
-        assert torch.equal(value, recorder.weights[6][key]), key
-    assert any(not torch.equal(value, recorder.weights[12][key]) for key, value in saved.items())
 
 
 def test_misspelt_extra_metric_to_watch_fails_before_training(tiny_recipe, tmp_path, fake_evaluate):
@@ -184,3 +106,15 @@ def test_max_length_past_the_models_positions_fails_before_training(tiny_recipe,
     with pytest.raises(FinetuneError, match=r"data.max_length: 1024 tokens, but .* takes at most 128"):
         train(validate_recipe(tiny_recipe))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_assembler_applies_mixout_and_the_regularization_callbacks(tiny_recipe):
+    from finetune.regularization.clipping import ClipGradValue
+    from finetune.regularization.mixout import MixoutLinear
+
+    tiny_recipe["regularization"] = {"mixout": 0.5, "clip_grad_value": 0.5, "clip_grad_norm": None}
+    tiny_recipe["training"]["max_steps"] = 2
+    tiny_recipe["evaluation"]["every"] = 1
+    trainer = train(validate_recipe(tiny_recipe)).trainer
+    assert any(isinstance(m, MixoutLinear) for m in trainer.model.modules())
+    assert sum(isinstance(c, ClipGradValue) for c in trainer.callback_handler.callbacks) == 1
