@@ -1,9 +1,22 @@
 """The Trainer: `transformers.Trainer` with the recipe's optimizer, schedule and loss.
 
-`RecipeTrainer` only assembles: parameter groups and the optimizer come from `optim`, the LR
-schedule from `schedules`, the loss from `regularization`; the Trainer (on Accelerate) keeps
-the loop, devices, mixed precision and distribution. `training_arguments` maps recipe sections
-onto `TrainingArguments` in one place, so every recipe key has exactly one effect.
+`RecipeTrainer` only adapts: parameter groups and the optimizer come from `optimizer/`, the LR
+schedule from `schedules/`, the loss from `regularization/`, callbacks from the assembler
+(training/run.py); the Trainer (on Accelerate) keeps the loop, devices, mixed precision and
+distribution. `training_arguments` maps recipe sections onto `TrainingArguments` in one place, so
+every recipe key has exactly one effect.
+
+Public hooks where they serve (`create_optimizer`, `create_scheduler`, `compute_loss`,
+`training_step`, `evaluation_loop`, `log`, callbacks). Five private methods have no public
+equivalent for what they do; each was checked against transformers 5.25.0 (the upper bound in
+pyproject.toml) and `tests/training/test_trainer.py` fails when one changes its signature:
+- `_get_train_sampler`, `_get_eval_sampler`: length-grouped, seeded training batches and
+  longest-first evaluation (the Trainer's own samplers, with our lengths and seeding).
+- `_save_checkpoint`: atomic checkpoints that hold the callbacks' state (training/checkpoints.py).
+- `_load_optimizer_and_scheduler`: callbacks' state restored before the optimizer's, and the
+  recipe's group settings re-applied after it.
+- `_maybe_log_save_evaluate`: an epoch-end checkpoint written after that epoch's evaluation.
+One private attribute is set: `_created_lr_scheduler`, as the Trainer's own `create_scheduler` does.
 """
 
 from __future__ import annotations
