@@ -81,7 +81,6 @@ def create_run_dir(recipe: Recipe) -> Path:
 def _existing_run_hint(path: Path) -> str:
     """What to do with an `output.dir` that exists: continue its run, or delete a run that never started."""
 
-
     if complete_checkpoints(checkpoints_dir(path)):
         return f" To continue its run from its last checkpoint: finetune train --resume {path}"
     if (path / RECIPE_FILE).is_file() and not (path / RESULTS_FILE).is_file():

@@ -14,7 +14,14 @@ from typing import Any
 import yaml
 
 from finetune.errors import FinetuneError
-from finetune.runs.folders import METRICS_FILE, MODEL_DIR, RECIPE_FILE, RESULTS_FILE, during_training, read_metrics
+from finetune.runs.folders import (
+    METRICS_FILE,
+    MODEL_DIR,
+    RECIPE_FILE,
+    RESULTS_FILE,
+    during_training,
+    read_metrics,
+)
 
 REPORT_FILE = "report.md"
 MODEL_CARD = "README.md"

@@ -1,0 +1,1 @@
+"""Run folders: results, plots, report, compare, where commands write (`output:`)."""
