@@ -133,3 +133,27 @@ def tiny_recipe(tmp_path, tiny_model_dir, sentiment_csv):
         "evaluation": {"batch_size": 16},
         "output": {"dir": str(tmp_path / "run")},
     }
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, tiny_model_dir):
+    """A finished run of the tiny model (embeddings and layer 0 frozen, TensorBoard logs), with its
+    report.md and model card: shared by the tests of runs/report.py, runs/model_card.py and `finetune report`."""
+    from finetune.recipe import validate_recipe
+    from finetune.training.run import train
+
+    folder = tmp_path_factory.mktemp("report")
+    recipe = {
+        "name": "tiny-report",
+        "model": {"name": str(tiny_model_dir)},
+        "data": {
+            "train": str(write_rows(folder / "train.csv", sentiment_rows(4))),
+            "validation": str(write_rows(folder / "dev.csv", sentiment_rows(1))),
+            "max_length": 16,
+        },
+        "freeze": {"embeddings": True, "layers": [0]},
+        "optimizer": {"lr": 1e-3},
+        "training": {"epochs": 2, "batch_size": 8, "logging_steps": 2, "seed": 0},
+        "output": {"dir": str(folder / "run"), "report_to": ["tensorboard"]},
+    }
+    return train(validate_recipe(recipe)).run_dir

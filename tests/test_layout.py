@@ -25,7 +25,8 @@ LAYERS = [
     ["schedules"],
     ["training"],
     ["inference", "search"],
-    ["commands", "cli"],
+    ["commands"],
+    ["cli"],
 ]
 
 # Modules whose tests live in a test file named after another module of the same folder, and why.

@@ -14,7 +14,7 @@ from typing import Any
 from finetune.errors import FinetuneError
 from finetune.runs.folders import during_training
 from finetune.runs.plots import _pyplot
-from finetune.runs.report import BOOKKEEPING, flatten, read_run, show, show_value
+from finetune.runs.reading import BOOKKEEPING, flatten, read_run, show, show_value
 
 
 def resolved(recipe: dict[str, Any]) -> dict[str, Any]:

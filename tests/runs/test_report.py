@@ -1,37 +1,13 @@
-"""What a run leaves for people: report.md, the model card, and TensorBoard logs."""
+"""What a run leaves for people: report.md (finetune/runs/report.py) and TensorBoard logs."""
 
 import json
 import shutil
 
 import pytest
-import yaml
-from conftest import sentiment_rows, write_rows
 
-from finetune.cli import main
 from finetune.errors import FinetuneError
-from finetune.recipe import validate_recipe
-from finetune.runs.report import changed_keys, read_run, write_report
-from finetune.training.run import train
+from finetune.runs.report import write_report
 from finetune.training.trainer import trackers
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_model_dir):
-    folder = tmp_path_factory.mktemp("report")
-    recipe = {
-        "name": "tiny-report",
-        "model": {"name": str(tiny_model_dir)},
-        "data": {
-            "train": str(write_rows(folder / "train.csv", sentiment_rows(4))),
-            "validation": str(write_rows(folder / "dev.csv", sentiment_rows(1))),
-            "max_length": 16,
-        },
-        "freeze": {"embeddings": True, "layers": [0]},
-        "optimizer": {"lr": 1e-3},
-        "training": {"epochs": 2, "batch_size": 8, "logging_steps": 2, "seed": 0},
-        "output": {"dir": str(folder / "run"), "report_to": ["tensorboard"]},
-    }
-    return train(validate_recipe(recipe)).run_dir
 
 
 def test_report_tells_the_story_of_the_run(run_dir):
@@ -62,7 +38,7 @@ def test_report_tells_the_story_of_the_run(run_dir):
 
 
 def test_report_of_a_stopped_run_claims_no_evaluation_it_did_not_make(run_dir, tmp_path):
-    from finetune.runs.report import write_model_card
+    from finetune.runs.model_card import write_model_card
 
     stopped = tmp_path / "stopped"
     shutil.copytree(run_dir, stopped)
@@ -77,31 +53,6 @@ def test_report_of_a_stopped_run_claims_no_evaluation_it_did_not_make(run_dir, t
     card = write_model_card(stopped).read_text()
     assert "with the saved (best) weights" not in card
     assert f"Not evaluated after training: the run ended early ({reason})." in card
-
-
-def test_changed_keys_compare_with_the_defaults():
-    from finetune.recipe import Recipe
-
-    recipe = Recipe().to_yaml_dict()
-    recipe["optimizer"]["lr"] = 5e-5
-    recipe["output"]["dir"] = "somewhere"
-    assert changed_keys(recipe) == {"optimizer.lr": 5e-5}
-
-
-def test_model_card_has_metadata_use_data_and_results(run_dir):
-    text = (run_dir / "model" / "README.md").read_text()
-    front = yaml.safe_load(text.split("---")[1])
-    assert front["library_name"] == "transformers" and front["pipeline_tag"] == "text-classification"
-    assert "accuracy" in front["metrics"] and "base_model" not in front  # a local folder has no hub id
-    for heading in (
-        "## Intended use and limitations",
-        "## Training data",
-        "## Training procedure",
-        "## Evaluation results",
-        "## How to use",
-    ):
-        assert heading in text, heading
-    assert "assigns one of the labels (neg, pos) to a text" in text
 
 
 def test_tensorboard_receives_training_and_evaluation_logs(run_dir):
@@ -126,15 +77,3 @@ def test_missing_tracker_package_is_a_clear_error():
     if not is_wandb_available():
         with pytest.raises(FinetuneError, match="output.report_to: 'wandb' needs its package"):
             trackers(["wandb"])
-
-
-def test_report_command_rewrites_and_handles_unfinished_runs(run_dir, tmp_path, capsys):
-    (run_dir / "report.md").unlink()
-    assert main(["report", str(run_dir)]) == 0
-    assert (run_dir / "report.md").is_file() and "report.md" in capsys.readouterr().out
-    unfinished = tmp_path / "unfinished"
-    unfinished.mkdir()
-    (unfinished / "recipe.yaml").write_text((run_dir / "recipe.yaml").read_text())
-    assert "it did not finish" in write_report(unfinished).read_text()
-    with pytest.raises(FinetuneError, match="not a run folder"):
-        read_run(tmp_path)
