@@ -1,1 +1,2 @@
-"""Data: files or hub datasets -> checked, tokenized data sets; samplers; token-level data (`data:`)."""
+"""Data (`data:`): files or hub datasets -> checked, label-encoded, tokenized splits (loading.py, from
+files.py, hub.py, columns.py, labels.py, splits.py); token classification data (tokens.py); samplers."""

@@ -18,20 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.data.files import (
-    LABEL,
-    TaskData,
-    check_readable,
-    class_names_for_ids,
-    column_name,
-    file_format,
-    load_hub,
-    no_data_error,
-    read_file,
-    resolve_path,
-    split_validation,
-    text_codec,
-)
+from finetune.data.columns import LABEL, class_names_for_ids, column_name
+from finetune.data.files import check_readable, file_format, read_file, resolve_path, text_codec
+from finetune.data.hub import load_hub
+from finetune.data.splits import TaskData, no_data_error, split_validation
 from finetune.errors import DataError
 from finetune.recipe.data import DataSection
 

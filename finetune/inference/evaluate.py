@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.data.files import LABEL, encode_labels, encode_multi_hot, float_targets, label_sets
+from finetune.data.columns import LABEL
+from finetune.data.labels import encode_labels, encode_multi_hot, float_targets, label_sets
 from finetune.errors import FinetuneError
 from finetune.inference.predict import Predictor, load_predictor, predict_dataset, read_inputs, write_jsonl
 from finetune.runs.folders import RECIPE_FILE

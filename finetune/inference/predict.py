@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.data.files import canonical_columns, read_file
+from finetune.data.columns import canonical_columns
+from finetune.data.files import read_file
 from finetune.errors import FinetuneError
 from finetune.recipe.data import DataSection
 from finetune.runs.folders import MODEL_DIR, RECIPE_FILE
@@ -161,7 +162,7 @@ def encode(predictor: Predictor, dataset: Dataset) -> Dataset:
     """Tokenize without padding; for words also record where each word's first sub-word is."""
     tokenizer, max_length = predictor.tokenizer, predictor.max_length
     if not predictor.words:
-        from finetune.data.files import tokenize
+        from finetune.data.loading import tokenize
 
         return tokenize(
             dataset.remove_columns([c for c in dataset.column_names if c.startswith("label")]),

@@ -49,7 +49,7 @@ def augment_text(text: str, spec: RegularizationSection, rng: random.Random) -> 
 class AugmentedTexts(torch.utils.data.Dataset):
     """Training examples whose texts are augmented per epoch and tokenized on the fly.
 
-    `raw` has the canonical columns `text`, optional `text_pair`, and `labels` (see data/files.py);
+    `raw` has the canonical columns `text`, optional `text_pair`, and `labels` (see data/columns.py);
     tokenization matches `data.tokenize` (truncation, no padding: batches are padded by the collator).
     """
 

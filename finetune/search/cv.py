@@ -44,7 +44,7 @@ from finetune.recipe import Recipe, validate_recipe
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from finetune.data.files import TaskData
+    from finetune.data.splits import TaskData
     from finetune.training.run import RunResult
 
 CV_TASKS = ("classification", "regression")
@@ -215,7 +215,7 @@ def create_cv_dir(output: Path | None, recipe: Recipe) -> Path:
 
 def plan_runs(recipe: Recipe, folds: int, seeds: list[int]) -> list[dict[str, Any]]:
     """Seed, fold and row indices of every run; all checks (task, seeds, data, folds) happen here."""
-    from finetune.data.files import load_task_data
+    from finetune.data.loading import load_task_data
 
     if recipe.model.task not in CV_TASKS:
         raise FinetuneError(
@@ -255,7 +255,10 @@ def heldout_metrics(result: RunResult, recipe: Recipe, path: Path) -> dict[str, 
     run's label names; `Trainer.predict` scores it with the run's own metric function. Unlike
     `evaluate`, it reports to no callback: early stopping never sees these metrics.
     """
-    from finetune.data.files import canonical_columns, encode_labels, float_targets, read_file, tokenize
+    from finetune.data.columns import canonical_columns
+    from finetune.data.files import read_file
+    from finetune.data.labels import encode_labels, float_targets
+    from finetune.data.loading import tokenize
 
     spec, trainer = recipe.data, result.trainer
     dataset = canonical_columns(read_file(spec, path, "heldout"), spec, str(path))

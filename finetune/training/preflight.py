@@ -1,6 +1,6 @@
 """`finetune validate`: the checks `finetune train` makes before its first step that need no weights.
 
-The checks are training's own (data/files.py, model/loading.py, layers/freezing.py, layers/reinit.py, optimizer/param_groups.py, training/metrics.py,
+The checks are training's own (data/files.py, data/columns.py, data/splits.py, model/loading.py, layers/freezing.py, layers/reinit.py, optimizer/param_groups.py, training/metrics.py,
 training/defaults.py), run on less: each data file's first row instead of the whole file, and the model's
 architecture built from its config on the meta device instead of the loaded model. Every problem
 is collected, so one `validate` shows all of them. Not checked: what needs every row (labels,
@@ -39,7 +39,7 @@ def recipe_problems(recipe: Recipe) -> list[str]:
 
 def data_problems(recipe: Recipe) -> list[str]:
     """The data files exist, are readable, and have the recipe's columns (first row only)."""
-    from finetune.data.files import no_data_error
+    from finetune.data.splits import no_data_error
 
     spec, problems = recipe.data, []
     if spec.hub is not None:  # hub datasets are checked when `train` downloads them
@@ -54,7 +54,8 @@ def data_problems(recipe: Recipe) -> list[str]:
 
 def check_split(recipe: Recipe, split: str) -> None:
     """One data file: found, readable, and (when it has columns) holding the recipe's columns."""
-    from finetune.data.files import canonical_columns, check_readable, read_head, resolve_path
+    from finetune.data.columns import canonical_columns
+    from finetune.data.files import check_readable, read_head, resolve_path
     from finetune.data.tokens import token_file_format, word_columns
 
     spec = recipe.data

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.data.files import LABEL, TaskData, load_task_data, tokenize
+from finetune.data.columns import LABEL
+from finetune.data.loading import load_task_data, tokenize
+from finetune.data.splits import TaskData
 from finetune.data.tokens import token_collator, tokenize_words
 from finetune.distributed.processes import (
     is_main_process,
