@@ -44,7 +44,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from finetune.recipe import find_recipe, load_recipe
-    from finetune.search.sweep import load_sweep_file, reopen_sweep, run_sweep, start_sweep
+    from finetune.search.sweep import run_sweep
+    from finetune.search.sweep_file import load_sweep_file
+    from finetune.search.sweep_folder import reopen_sweep, start_sweep
     from finetune.search.sweep_report import describe
 
     if args.resume:
@@ -67,7 +69,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from finetune.recipe import load_recipe
-    from finetune.search.cv import cross_validate, describe
+    from finetune.search.cv import cross_validate
+    from finetune.search.cv_report import describe
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.seeds:

@@ -3,7 +3,7 @@
 A sweep file is a YAML file of its own (`*.sweep.yaml`), validated as strictly as a recipe:
 unknown keys, search-space keys that are not recipe keys, empty or repeated choices and backwards
 ranges are errors that name the key. Whether each value makes a valid recipe is checked against
-the actual recipe before the first trial (see `finetune/search/sweep.py`).
+the actual recipe before the first trial (see `finetune/search/sweep_file.py`).
 
 ```yaml
 method: tpe            # grid | random | tpe

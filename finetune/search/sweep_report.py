@@ -22,13 +22,13 @@ import yaml
 
 from finetune.recipe.sweep import RangeSpec, SweepFile
 from finetune.runs.folders import write_atomically
+from finetune.search.sweep_folder import BASE_RECIPE_FILE
 
 if TYPE_CHECKING:
     import optuna
 
-    from finetune.search.sweep import SweepRun
+    from finetune.search.sweep_folder import SweepRun
 
-BASE_RECIPE_FILE = "recipe.yaml"
 BEST_FILE = "best.yaml"
 
 

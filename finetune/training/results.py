@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from finetune.data.files import TaskData
+from finetune.data.splits import TaskData
 from finetune.distributed.processes import is_main_process
 from finetune.layers.freezing import FreezeSummary
 from finetune.recipe import Recipe

@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 from finetune.cli import main
 from finetune.errors import FinetuneError
 from finetune.recipe import load_recipe, validate_recipe
-from finetune.search.cv import CVRun, CVSummary, cross_validate, fold_indices, spread
+from finetune.search.cv import cross_validate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,52 +25,6 @@ def short_recipe(tiny_recipe):
     tiny_recipe["evaluation"].update({"every": 1, "before_training": False})
     tiny_recipe["output"].update({"save_model": False, "plots": False, "dir": None})
     return validate_recipe(tiny_recipe)
-
-
-def test_folds_partition_the_rows_and_keep_the_label_mix():
-    labels = ["a"] * 60 + ["b"] * 30 + ["c"] * 10  # 60/30/10
-    folds = fold_indices(labels, 5, seed=0, stratify=True)
-    assert len(folds) == 5
-    held = [row for _, rows in folds for row in rows]
-    assert sorted(held) == list(range(100))  # every row validates exactly once
-    for train, rows in folds:
-        assert not set(train) & set(rows)
-        assert sorted(train + rows) == list(range(100))
-        mix = {label: sum(labels[r] == label for r in rows) for label in "abc"}
-        assert mix == {"a": 12, "b": 6, "c": 2}  # the same 60/30/10 in every fold
-    assert folds != fold_indices(labels, 5, seed=1, stratify=True)  # the seed reshuffles
-    assert folds == fold_indices(labels, 5, seed=0, stratify=True)
-
-
-def test_regression_folds_are_plain_shuffled_kfold():
-    targets = [i / 10 for i in range(23)]
-    folds = fold_indices(targets, 4, seed=0, stratify=False)
-    assert sorted(len(rows) for _, rows in folds) == [5, 6, 6, 6]
-    assert sorted(r for _, rows in folds for r in rows) == list(range(23))
-
-
-def test_too_few_examples_of_a_class_is_a_clear_error():
-    with pytest.raises(
-        FinetuneError, match=r"at least 5 training examples of every class.*'b': 3.*--folds 3"
-    ):
-        fold_indices(["a"] * 20 + ["b"] * 3, 5, seed=0, stratify=True)
-    with pytest.raises(FinetuneError, match="at least 2"):
-        fold_indices(["a", "b"] * 5, 0, seed=0, stratify=True)
-
-
-def test_summary_reports_mean_and_sample_std_per_seed_and_overall(tmp_path):
-    summary = CVSummary(metric="accuracy", folds=2, seeds=[1, 2])
-    for seed, fold, value in [(1, 1, 0.8), (1, 2, 0.9), (2, 1, 0.7), (2, 2, 0.7)]:
-        summary.runs.append(CVRun(seed, fold, value, 10, 8, 2, tmp_path / f"seed{seed}-fold{fold}"))
-    stats = summary.to_dict()
-    assert stats["overall"]["mean"] == pytest.approx(0.775)
-    assert stats["overall"]["std"] == pytest.approx(statistics.stdev([0.8, 0.9, 0.7, 0.7]))
-    assert stats["per_seed"]["1"] == pytest.approx(
-        {"n": 2, "mean": 0.85, "std": statistics.stdev([0.8, 0.9]), "min": 0.8, "max": 0.9}
-    )
-    assert stats["per_seed"]["2"]["std"] == 0.0
-    assert stats["std_of_seed_means"] == pytest.approx(statistics.stdev([0.85, 0.7]))
-    assert spread([]) == {"n": 0, "mean": None, "std": None, "min": None, "max": None}
 
 
 def test_cross_validation_on_a_tiny_model(short_recipe, tmp_path):
