@@ -173,3 +173,9 @@ def test_the_layout_test_sees_a_circle_and_an_upward_import(tmp_path):
     )
     assert "finetune.training.run" in imported_modules(tmp_path / "a.py")
     assert imported_modules(tmp_path / "b.py") == set()  # annotations only
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test files by their base name: two `test_x.py` in different folders collide."""
+    names = [p.name for p in TESTS.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

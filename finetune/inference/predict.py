@@ -162,7 +162,7 @@ def encode(predictor: Predictor, dataset: Dataset) -> Dataset:
     """Tokenize without padding; for words also record where each word's first sub-word is."""
     tokenizer, max_length = predictor.tokenizer, predictor.max_length
     if not predictor.words:
-        from finetune.data.loading import tokenize
+        from finetune.data.task_data import tokenize
 
         return tokenize(
             dataset.remove_columns([c for c in dataset.column_names if c.startswith("label")]),

@@ -68,7 +68,7 @@ def heldout_metrics(result: RunResult, recipe: Recipe, path: Path) -> dict[str, 
     from finetune.data.columns import canonical_columns
     from finetune.data.files import read_file
     from finetune.data.labels import encode_labels, float_targets
-    from finetune.data.loading import tokenize
+    from finetune.data.task_data import tokenize
 
     spec, trainer = recipe.data, result.trainer
     dataset = canonical_columns(read_file(spec, path, "heldout"), spec, str(path))

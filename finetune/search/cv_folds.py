@@ -112,7 +112,7 @@ def fold_recipe(recipe: Recipe, seed: int, run_dir: Path, train_file: Path | Non
 
 def plan_runs(recipe: Recipe, folds: int, seeds: list[int]) -> list[dict[str, Any]]:
     """Seed, fold and row indices of every run; all checks (task, seeds, data, folds) happen here."""
-    from finetune.data.loading import load_task_data
+    from finetune.data.task_data import load_task_data
 
     if recipe.model.task not in CV_TASKS:
         raise FinetuneError(

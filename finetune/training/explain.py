@@ -61,7 +61,7 @@ def read_data(recipe: Recipe) -> tuple[int, int | None]:
     fallback = 1 if recipe.model.task == "regression" else 2
     if recipe.data.train is None and recipe.data.hub is None:
         return fallback, None
-    from finetune.data.loading import load_task_data
+    from finetune.data.task_data import load_task_data
 
     data = load_task_data(recipe.data, recipe.model.task, recipe.training.seed)
     return (1 if recipe.model.task == "regression" else data.num_labels), len(data.train)

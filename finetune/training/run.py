@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from finetune.data.columns import LABEL
-from finetune.data.loading import load_task_data, tokenize
 from finetune.data.splits import TaskData
+from finetune.data.task_data import load_task_data, tokenize
 from finetune.data.tokens import token_collator, tokenize_words
 from finetune.distributed.processes import (
     is_main_process,

@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import sentiment_rows, write_rows
 
-from finetune.data.loading import load_task_data
+from finetune.data.task_data import load_task_data
 from finetune.errors import DataError
 from finetune.recipe.data import DataSection
 
@@ -43,7 +43,7 @@ def hub_splits(monkeypatch, train_labels, validation_labels, names=("negative", 
     """In-memory datasets with a ClassLabel column, served by `load_hub` (what the hub path reads)."""
     from datasets import ClassLabel, Dataset, Features, Value
 
-    import finetune.data.loading
+    import finetune.data.task_data
 
     features = Features({"sentence": Value("string"), "label": ClassLabel(names=list(names))})
 
@@ -53,7 +53,7 @@ def hub_splits(monkeypatch, train_labels, validation_labels, names=("negative", 
         )
 
     splits = {"train": split(train_labels), "validation": split(validation_labels)}
-    monkeypatch.setattr(finetune.data.loading, "load_hub", lambda spec: splits)
+    monkeypatch.setattr(finetune.data.task_data, "load_hub", lambda spec: splits)
 
 
 def test_hub_class_label_ids_become_their_names(monkeypatch):

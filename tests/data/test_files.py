@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import sentiment_rows
 
-from finetune.data.loading import load_task_data
+from finetune.data.task_data import load_task_data
 from finetune.errors import DataError, RecipeError
 from finetune.recipe import validate_recipe
 from finetune.recipe.data import DataSection

@@ -2,7 +2,7 @@
 
 import pytest
 
-from finetune.data.loading import load_task_data
+from finetune.data.task_data import load_task_data
 from finetune.errors import DataError
 from finetune.recipe.data import DataSection
 

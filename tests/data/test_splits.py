@@ -3,7 +3,7 @@
 import pytest
 from conftest import write_rows
 
-from finetune.data.loading import load_task_data
+from finetune.data.task_data import load_task_data
 from finetune.errors import DataError
 from finetune.recipe.data import DataSection
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.data.loading import load_task_data
+from finetune.data.task_data import load_task_data
 from finetune.data.tokens import IGNORED, align_labels, parse_conll, tokenize_words
 from finetune.errors import DataError, RecipeError
 from finetune.inference.evaluate import evaluate_file

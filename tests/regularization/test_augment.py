@@ -96,7 +96,7 @@ def test_epoch_callback_sets_the_epoch_that_starts(raw_pairs, tokenizer):
 
 
 def test_training_augments_only_the_training_set(tiny_recipe, tmp_path):
-    from finetune.data.loading import load_task_data, tokenize
+    from finetune.data.task_data import load_task_data, tokenize
     from finetune.training.run import prepare
 
     tiny_recipe["regularization"] = {"word_deletion": 0.5, "word_swap": 0.5}

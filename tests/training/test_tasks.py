@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import write_rows
 
-from finetune.data.loading import load_task_data
+from finetune.data.task_data import load_task_data
 from finetune.errors import DataError, RecipeError
 from finetune.inference.evaluate import evaluate_file
 from finetune.recipe import validate_recipe

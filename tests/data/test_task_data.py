@@ -1,9 +1,9 @@
-"""Loading (data/loading.py): a classification needs two classes; tokenization of the text splits."""
+"""Loading (data/task_data.py): a classification needs two classes; tokenization of the text splits."""
 
 import pytest
 from conftest import write_rows
 
-from finetune.data.loading import load_task_data, tokenize
+from finetune.data.task_data import load_task_data, tokenize
 from finetune.errors import DataError
 from finetune.recipe.data import DataSection
 
