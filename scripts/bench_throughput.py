@@ -74,6 +74,9 @@ SIZES = {
 HYPER = {"lr": 1e-4, "batch_size": 32, "eval_batch_size": 64, "warmup_ratio": 0.1, "weight_decay": 0.01}
 MAIN = ["plain", "expert", "finetune"]
 FROZEN = ["frozen-half", "frozen-half-nocache", "frozen-all"]
+# The Trainer scripts with the embeddings and the bottom half of the layers frozen by hand
+# (`requires_grad_(False)`, what a user does without finetune): the peers of `frozen-half*`.
+HAND_FROZEN = ["plain-frozen-half", "expert-frozen-half"]
 ABLATIONS = {  # variants of `finetune`: recipe overrides, and patches applied inside the worker
     "finetune+bf16": {"overrides": ["training.precision=bf16"]},
     "finetune-fp32": {"overrides": ["training.precision=fp32"]},
@@ -208,8 +211,23 @@ def offline_metrics(task: str):
     return compute
 
 
+def freeze_bottom_half_by_hand(model: Any) -> None:
+    """Embeddings and the bottom half of the encoder layers frozen, as a Trainer user writes it."""
+    encoder = model.base_model
+    encoder.embeddings.requires_grad_(False)
+    for layer in encoder.encoder.layer[: model.config.num_hidden_layers // 2]:
+        layer.requires_grad_(False)
+
+
 def run_trainer_script(
-    task: dict, model_path: str, epochs: int, expert: bool, bf16: bool, timer: Any, out: Path
+    task: dict,
+    model_path: str,
+    epochs: int,
+    expert: bool,
+    bf16: bool,
+    timer: Any,
+    out: Path,
+    frozen: bool = False,
 ):
     """(a)/(c): the Trainer as the text-classification guide uses it (offline metrics, no saving)."""
     import torch
@@ -234,6 +252,8 @@ def run_trainer_script(
 
     tokenized = data.map(preprocess, batched=True)
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2)
+    if frozen:
+        freeze_bottom_half_by_hand(model)
     extra = {"train_sampling_strategy": "group_by_length", "bf16": bf16} if expert else {}
     args = TrainingArguments(
         output_dir=str(out / "trainer"),
@@ -356,10 +376,11 @@ def worker(config: str, task_name: str, task: dict, model_path: str, epochs: int
 
     timer = EpochTimer()
     started = time.perf_counter()
-    if config in ("plain", "expert", "expert-bf16"):
-        bf16 = config == "expert-bf16" or (config == "expert" and native_bf16())
+    if config in ("plain", "expert", "expert-bf16", *HAND_FROZEN):
+        expert = config.startswith("expert")
+        bf16 = config == "expert-bf16" or (expert and config != "expert-bf16" and native_bf16())
         model, lengths, cache = run_trainer_script(
-            task, model_path, epochs, config != "plain", bf16, timer, out
+            task, model_path, epochs, expert, bf16, timer, out, frozen=config in HAND_FROZEN
         )
         cache = {"bf16": bf16}
     else:
@@ -487,6 +508,9 @@ def ratio_pairs(configs: list[str]) -> list[tuple[str, str, str, bool]]:
         ("frozen-half + cache, epoch 2+ / plain epoch", "frozen-half", "plain", True),
         ("frozen-half + cache, epoch 2+ / frozen-half no cache", "frozen-half", "frozen-half-nocache", True),
         ("frozen-all + cache, epoch 2+ / plain epoch", "frozen-all", "plain", True),
+        ("frozen-half no cache / plain frozen by hand", "frozen-half-nocache", "plain-frozen-half", False),
+        ("frozen-half no cache / expert frozen by hand", "frozen-half-nocache", "expert-frozen-half", False),
+        ("frozen-half + cache, epoch 2+ / expert frozen by hand", "frozen-half", "expert-frozen-half", True),
     ]
     pairs += [(f"{name} / finetune", name, "finetune", False) for name in ABLATIONS]
     return [p for p in pairs if p[1] in configs and p[2] in configs]
@@ -602,7 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or sizes["rounds"]
     tasks = args.tasks.split(",")
     configs = (
-        args.configs.split(",") if args.configs else MAIN + FROZEN + (ablations() if args.ablations else [])
+        args.configs.split(",")
+        if args.configs
+        else MAIN + FROZEN + HAND_FROZEN + (ablations() if args.ablations else [])
     )
     OUT.mkdir(exist_ok=True)
     stem = args.out or "throughput" + {"full": "", "quick": "-quick", "gpu": "-gpu"}[mode]
