@@ -24,13 +24,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from finetune.distributed.processes import release_process_group
+    from finetune.distributed.processes import leave_together, release_process_group
     from finetune.runs.resume import load_train_recipe
     from finetune.training.run import train
 
     recipe, source, _ = load_train_recipe(args.recipe, args.overrides, args.resume)
     try:
         train(recipe, source=source, resume=args.resume, allow_recipe_change=args.allow_recipe_change)
+        leave_together()
     finally:
         release_process_group()  # one of several processes: leave the group cleanly
     return 0

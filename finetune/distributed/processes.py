@@ -294,6 +294,18 @@ class SamplerEpoch(TrainerCallback):
             self.sampler.set_epoch(int(state.epoch or 0))  # the epoch starting (or resumed)
 
 
+def leave_together() -> None:
+    """After a run that ended well, wait for every process before any tears the group down: the main
+    process still writes the run folder while the others are done, and a peer that destroys its gloo
+    group meanwhile can abort its own exit (status 134, "terminate called without an active
+    exception", seen once in about ten 2-process CPU runs). Not after a failure: a barrier there would
+    wait for a process that may never arrive."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def release_process_group() -> None:
     """Close torch.distributed before the process exits (else gloo can abort the exit: status 134)."""
     import torch.distributed as dist

@@ -210,7 +210,10 @@ def _cost_section(results: dict[str, Any]) -> list[str]:
     rows = [
         ["training time", duration(results.get("train_seconds"))],
         ["wall time (loading, evaluations, saving included)", duration(results.get("wall_seconds"))],
-        ["training throughput", f"{_number(results.get('train_samples_per_second'), 1)} examples/s"],
+        [
+            "training throughput",
+            f"{_number(results.get('train_samples_per_second'), 1)} examples/s (evaluations excluded)",
+        ],
         [
             "training throughput",
             f"{_number(results.get('train_tokens_per_second'))} tokens/s (padding excluded)",

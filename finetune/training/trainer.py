@@ -21,6 +21,7 @@ One private attribute is set: `_created_lr_scheduler`, as the Trainer's own `cre
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ class RecipeTrainer(Trainer):
         self.late_parameters = LateParameterSync()  # layers unfrozen after DDP wrapped the model
         self.sampler_epoch = SamplerEpoch()
         self.add_callback(self.sampler_epoch)
+        self.evaluation_seconds = 0.0  # spent in evaluations during `train` (see `evaluate`)
         self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
         self.deferred_save_step: int | None = None  # see _maybe_log_save_evaluate
         self.swa = next((c for c in callbacks if isinstance(c, StochasticWeightAveraging)), None)
@@ -221,6 +223,16 @@ class RecipeTrainer(Trainer):
                 label_ids=samplers.restore_order(output.label_ids, sampler.order),
             )
         return output
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """The Trainer's evaluation, timed when it runs inside training (results.json keeps training
+        throughput free of evaluation time)."""
+        started = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            if self.is_in_train:
+                self.evaluation_seconds += time.perf_counter() - started
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         # An evaluation before training prepares the model for evaluation only, and Accelerate then

@@ -46,6 +46,11 @@ def test_run_folder_holds_recipe_metrics_results_model_and_plots(tiny_recipe, tm
     train_logs = [r for r in records if "loss" in r]
     assert [r["step"] for r in train_logs] == list(range(1, 13))  # logging_steps: 1
     assert sum("eval_accuracy" in r for r in records) == 1 + 2 + 1  # before, each epoch, after
+    # throughput counts training alone: the two evaluations inside training are taken out of its time
+    evaluations = [r["eval_runtime"] for r in records if "eval_runtime" in r]  # before, 2 inside, after
+    assert results["evaluation_seconds_in_training"] >= sum(evaluations[1:3]) > 0
+    training_only = results["train_seconds"] - results["evaluation_seconds_in_training"]
+    assert results["train_samples_per_second"] * training_only == pytest.approx(2 * 48, rel=0.005)
 
 
 def test_saved_model_is_the_best_not_the_last(tiny_recipe, fake_evaluate):
