@@ -67,7 +67,8 @@ def _best_weights(run: dict[str, Any]) -> str:
         )
     done = ["restored"]
     if results.get("final_metrics"):
-        done.append("evaluated again")
+        reused = results.get("final_evaluation", "evaluated") != "evaluated"
+        done.append("scored by that evaluation (the last, not repeated)" if reused else "evaluated again")
     if (run["dir"] / MODEL_DIR).is_dir():
         done.append("saved in `model/`")
     listed = done[0] if len(done) == 1 else f"{', '.join(done[:-1])} and {done[-1]}"

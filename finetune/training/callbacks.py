@@ -61,6 +61,7 @@ class EarlyStopping(TrainerCallback):
         self.best_state: dict[str, Any] | None = None
         self.restored = False
         self.training_over = False
+        self.last_evaluation: tuple[int, dict[str, float]] | None = None  # (step, metrics) in training
 
     def is_improvement(self, value: float) -> bool:
         if not math.isfinite(value):  # a NaN would stay "best": nothing compares better than it
@@ -90,6 +91,7 @@ class EarlyStopping(TrainerCallback):
         if self.training_over:  # the re-check of the restored weights is not a candidate
             return
         value = self.watched_value(metrics)
+        self.last_evaluation = (state.global_step, dict(metrics))
         if state.global_step == 0:  # the starting weights: a candidate that costs no patience
             if self.best is None and math.isfinite(value):
                 self.keep(value, state, model)
@@ -104,6 +106,14 @@ class EarlyStopping(TrainerCallback):
         if self.enabled and self.evaluations_without_improvement >= self.patience:
             control.should_training_stop = True
             self.stopped_at_step = state.global_step
+
+    def scored_restored_weights(self) -> dict[str, float] | None:
+        """The metrics of the last evaluation in training when the restored weights are the ones it
+        scored (the best was the last evaluation, after step 0): evaluating them again repeats it."""
+        if not self.restored or self.last_evaluation is None or not self.best_step:
+            return None
+        step, metrics = self.last_evaluation
+        return metrics if step == self.best_step else None
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.training_over = True

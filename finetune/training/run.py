@@ -310,11 +310,15 @@ def run_in(
     train_seconds = time.time() - train_started
     if guard.stopped_by is not None:
         stop_run(recipe, run, run_dir, guard, initial, output, train_seconds)
-    final = trainer.evaluate()  # the restored best weights, checked once more
+    # the restored best weights, scored: by the evaluation that chose them when it was the last one
+    # (SWA replaces them with the average, which needs its own evaluation)
+    reused = early.scored_restored_weights() if trainer.swa is None else None
+    final = reused if reused is not None else trainer.evaluate()
     if trainer.swa is not None:
         say(f"{trainer.swa.describe()}: {format_metrics(final)}")
     elif early.restored:
-        say(f"after training (best weights, step {early.best_step}): {format_metrics(final)}")
+        again = " (that evaluation, not repeated)" if reused is not None else ""
+        say(f"after training (best weights, step {early.best_step}){again}: {format_metrics(final)}")
     check = check_learning(run, final, initial)
     if not check["learned"]:
         say(warning_text(check))
@@ -330,6 +334,9 @@ def run_in(
         recipe, run.data, run.frozen, trainer, early, initial, final, output, train_seconds
     )
     results.update(status="completed", resumes=resumes, weights_fingerprints=fingerprints)
+    results["final_evaluation"] = (
+        f"reused the evaluation at step {early.best_step}" if reused else "evaluated"
+    )
     results["learning_check"] = check
     results["skipped_steps"] = guard.skipped_steps  # non-finite losses skipped (guards.nonfinite_loss)
     if trainer.prefix_cache is not None:

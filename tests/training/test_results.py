@@ -77,6 +77,26 @@ def test_saved_model_is_the_best_not_the_last(tiny_recipe, fake_evaluate):
     assert any(not torch.equal(value, recorder.weights[12][key]) for key, value in saved.items())
 
 
+def test_restored_weights_scored_by_the_last_evaluation_are_not_evaluated_again(tiny_recipe, fake_evaluate):
+    recorder = WeightsAtEvaluations()
+    # a watched metric that grows with the step: the last evaluation (step 12) is the best
+    fake_evaluate.metric = FakeMetric("score", lambda predictions, references: float(recorder.step))
+    tiny_recipe["evaluation"]["extra_metrics"] = ["score"]
+    tiny_recipe["evaluation"]["trust_remote_code"] = True
+    tiny_recipe["early_stopping"] = {"metric": "score", "mode": "max"}
+    result = train(validate_recipe(tiny_recipe), callbacks=[recorder])
+    results = result.results
+    assert results["best"]["step"] == 12 and results["final_evaluation"] == "reused the evaluation at step 12"
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "eval_score" in r]
+    assert [r["step"] for r in scored] == [0, 6, 12]  # before, each epoch; no repeat after training
+    assert (
+        results["final_metrics"]["score"] == 12.0
+        and results["final_metrics"]["loss"] == scored[-1]["eval_loss"]
+    )
+    assert "not repeated" in (result.run_dir / "report.md").read_text()
+
+
 def test_a_diverged_run_writes_its_report_and_plots(tiny_recipe, tmp_path):
     tiny_recipe["guards"] = {"divergence": {"metric": "loss", "threshold": 0.01}}
     with pytest.raises(TrainingDiverged):
