@@ -157,3 +157,15 @@ def run_dir(tmp_path_factory, tiny_model_dir):
         "output": {"dir": str(folder / "run"), "report_to": ["tensorboard"]},
     }
     return train(validate_recipe(recipe)).run_dir
+
+
+@pytest.fixture
+def trial_recipe(tiny_recipe):
+    """The tiny recipe, 4 steps with an evaluation every 2, no model saved: a sweep trial takes seconds."""
+    tiny_recipe["training"].update({"max_steps": 4})
+    tiny_recipe["evaluation"].update({"every": 2, "before_training": False})
+    tiny_recipe["output"].update({"save_model": False, "plots": False, "dir": None})
+    tiny_recipe["early_stopping"] = {"metric": "loss"}
+    from finetune.recipe import validate_recipe
+
+    return validate_recipe(tiny_recipe)

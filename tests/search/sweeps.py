@@ -3,17 +3,7 @@ and a scripted stand-in for training."""
 
 import csv
 
-from finetune.recipe import validate_recipe
 from finetune.search.sweep_file import validate_sweep_file
-
-
-def short_trial_recipe(tiny_recipe):
-    """The tiny recipe, 4 steps with an evaluation every 2, no model saved: a trial takes seconds."""
-    tiny_recipe["training"].update({"max_steps": 4})
-    tiny_recipe["evaluation"].update({"every": 2, "before_training": False})
-    tiny_recipe["output"].update({"save_model": False, "plots": False, "dir": None})
-    tiny_recipe["early_stopping"] = {"metric": "loss"}
-    return validate_recipe(tiny_recipe)
 
 
 def sweep_spec(**data):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweeps import read_table, scripted_train, short_trial_recipe, sweep_spec
+from sweeps import read_table, scripted_train, sweep_spec
 
 from finetune.cli import main
 from finetune.errors import FinetuneError
@@ -17,11 +17,6 @@ from finetune.search.sweep_file import load_sweep_file
 from finetune.search.sweep_folder import reopen_sweep, start_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def short_recipe(tiny_recipe):
-    return short_trial_recipe(tiny_recipe)
 
 
 class _FullDiskHalfWay:
@@ -48,7 +43,7 @@ class _FullDiskHalfWay:
 
 
 def test_a_crash_while_a_pruned_trials_results_are_written_leaves_the_previous_file(
-    short_recipe, tmp_path, monkeypatch
+    trial_recipe, tmp_path, monkeypatch
 ):
     real_open = Path.open
 
@@ -64,16 +59,16 @@ def test_a_crash_while_a_pruned_trials_results_are_written_leaves_the_previous_f
     )
     folder = tmp_path / "sweep"
     with pytest.raises(OSError, match="No space left"):
-        run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+        run_sweep(start_sweep(trial_recipe, spec, folder, "s.yaml"))
     pruned = folder / "trial-002"
     results = json.loads((pruned / "results.json").read_text())  # what the run itself wrote, whole
     assert results["steps"] == 2 and not str(results.get("stop_reason")).startswith("pruned by the sweep")
     assert [p.name for p in pruned.iterdir() if "results" in p.name] == ["results.json"]
 
 
-def test_sweep_command_line(short_recipe, tmp_path, capsys):
+def test_sweep_command_line(trial_recipe, tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump(short_recipe.to_yaml_dict()))
+    recipe.write_text(yaml.safe_dump(trial_recipe.to_yaml_dict()))
     sweep_file = tmp_path / "lr.sweep.yaml"
     sweep_file.write_text(yaml.safe_dump({"method": "grid", "space": {"optimizer.lr": [1e-3]}}))
     out = tmp_path / "sweep"
@@ -87,7 +82,7 @@ def test_sweep_command_line(short_recipe, tmp_path, capsys):
         load_sweep_file(tmp_path / "missing.sweep.yaml")
 
 
-def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, tmp_path, monkeypatch):
+def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(trial_recipe, tmp_path, monkeypatch):
     import finetune.training.run
     from finetune.training.guards import RunInterrupted, TrainingDiverged
 
@@ -96,7 +91,7 @@ def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, 
     outcomes = [0.5, TrainingDiverged("training loss is nan"), RunInterrupted("SIGINT received", 2)]
     monkeypatch.setattr(finetune.training.run, "train", scripted_train(outcomes, seen))
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+        run_sweep(start_sweep(trial_recipe, spec, folder, "s.yaml"))
     rows = read_table(folder)
     assert [(r["state"], r["optimizer.lr"]) for r in rows] == [
         ("complete", "0.0001"),
@@ -121,7 +116,7 @@ def test_a_failed_trial_stays_failed_and_a_signal_stops_the_sweep(short_recipe, 
 
 
 def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
-    short_recipe, tmp_path, monkeypatch
+    trial_recipe, tmp_path, monkeypatch
 ):
     import finetune.training.run
     from finetune.errors import DataError
@@ -132,7 +127,7 @@ def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
     monkeypatch.setattr(
         finetune.training.run, "train", scripted_train([TrainingDiverged("loss is inf"), 0.4], seen)
     )
-    run_sweep(start_sweep(short_recipe, spec, tmp_path / "a", "s.yaml"))
+    run_sweep(start_sweep(trial_recipe, spec, tmp_path / "a", "s.yaml"))
     assert [(r["state"], r["error"]) for r in read_table(tmp_path / "a")] == [
         ("complete", ""),
         ("fail", "loss is inf"),
@@ -142,12 +137,12 @@ def test_a_diverged_first_trial_is_a_result_but_a_broken_setup_stops_the_sweep(
         finetune.training.run, "train", scripted_train([DataError("data.train: file not found")], seen)
     )
     with pytest.raises(DataError, match="file not found"):  # nothing worked yet: say why and stop
-        run_sweep(start_sweep(short_recipe, spec, tmp_path / "b", "s.yaml"))
+        run_sweep(start_sweep(trial_recipe, spec, tmp_path / "b", "s.yaml"))
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_killed_workers_trial_is_reported_until_the_grace_period_fails_it(
-    short_recipe, tmp_path, monkeypatch, capsys
+    trial_recipe, tmp_path, monkeypatch, capsys
 ):
     import time
 
@@ -157,7 +152,7 @@ def test_a_killed_workers_trial_is_reported_until_the_grace_period_fails_it(
 
     spec = sweep_spec(method="grid", pruning={"enabled": False}, space={"optimizer.lr": [1e-4, 1e-3]})
     folder = tmp_path / "sweep"
-    sweep = start_sweep(short_recipe, spec, folder, "s.yaml")
+    sweep = start_sweep(trial_recipe, spec, folder, "s.yaml")
     study = open_study(folder, spec, greater_is_better=False)  # a worker that takes lr=1e-4 ...
     enqueue_pending(study, spec)
     killed = study.ask()

@@ -2,18 +2,13 @@
 sweep files and the sweep guide's example."""
 
 import pytest
-from sweeps import short_trial_recipe, sweep_spec
+from sweeps import sweep_spec
 
 from finetune.recipe import load_recipe, shipped_recipes_dir
 from finetune.search.sweep_file import SweepError, check_space, load_sweep_file, validate_sweep_file
 from finetune.search.sweep_folder import start_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def short_recipe(tiny_recipe):
-    return short_trial_recipe(tiny_recipe)
 
 
 def problems_of(data):
@@ -125,7 +120,7 @@ def test_ranges_and_grids():
     assert sweep_spec(method="grid", trials=500, space=spec.space).budget() == 24
 
 
-def test_values_must_make_a_valid_recipe(short_recipe):
+def test_values_must_make_a_valid_recipe(trial_recipe):
     spec = sweep_spec(
         method="tpe",
         trials=3,
@@ -136,7 +131,7 @@ def test_values_must_make_a_valid_recipe(short_recipe):
         },
     )
     with pytest.raises(SweepError) as error:
-        check_space(short_recipe, spec, "s.sweep.yaml")
+        check_space(trial_recipe, spec, "s.sweep.yaml")
     message = str(error.value)
     assert "(3 problems)" in message
     assert "space.optimizer.lr: value 2.0 does not make a valid recipe: optimizer.lr:" in message
@@ -144,12 +139,12 @@ def test_values_must_make_a_valid_recipe(short_recipe):
     assert "space.freeze.layers: value ['a-b']" in message
 
 
-def test_sweep_metric_must_fit_the_task(short_recipe, tmp_path):
+def test_sweep_metric_must_fit_the_task(trial_recipe, tmp_path):
     spec = sweep_spec(method="grid", metric="pearson", space={"optimizer.lr": [1e-3]})
     with pytest.raises(
         SweepError, match="s.yaml: metric/direction: .*'pearson' is not a classification metric"
     ):
-        start_sweep(short_recipe, spec, tmp_path / "sweep", "s.yaml")
+        start_sweep(trial_recipe, spec, tmp_path / "sweep", "s.yaml")
     assert not (tmp_path / "sweep").exists()
 
 

@@ -4,7 +4,7 @@ is the winner's recipe; the plots and the markdown table."""
 import json
 
 import pytest
-from sweeps import read_table, short_trial_recipe, sweep_spec
+from sweeps import read_table, sweep_spec
 
 from finetune.recipe import load_recipe
 from finetune.search.sweep import run_sweep
@@ -13,19 +13,14 @@ from finetune.search.sweep_folder import start_sweep
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def short_recipe(tiny_recipe):
-    return short_trial_recipe(tiny_recipe)
-
-
-def test_grid_sweep_runs_every_combination_and_writes_best_yaml(short_recipe, tmp_path):
+def test_grid_sweep_runs_every_combination_and_writes_best_yaml(trial_recipe, tmp_path):
     spec = sweep_spec(
         method="grid",
         pruning={"enabled": False},
         space={"optimizer.lr": [1e-4, 3e-3], "freeze.layers": [[], [0, 1]]},
     )
     folder = tmp_path / "sweep"
-    summary = run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    summary = run_sweep(start_sweep(trial_recipe, spec, folder, "s.yaml"))
 
     rows = read_table(folder)
     assert len(rows) == 4 and {r["state"] for r in rows} == {"complete"}

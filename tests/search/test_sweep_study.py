@@ -4,7 +4,7 @@ and one worker repeats its seed."""
 import json
 
 import pytest
-from sweeps import read_table, short_trial_recipe, sweep_spec
+from sweeps import read_table, sweep_spec
 
 from finetune.recipe import load_recipe
 from finetune.search.sweep import run_sweep
@@ -13,19 +13,14 @@ from finetune.search.sweep_folder import start_sweep
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def short_recipe(tiny_recipe):
-    return short_trial_recipe(tiny_recipe)
-
-
-def test_a_terrible_value_is_pruned(short_recipe, tmp_path):
+def test_a_terrible_value_is_pruned(trial_recipe, tmp_path):
     spec = sweep_spec(
         method="grid",
         pruning={"startup_trials": 2, "warmup_evaluations": 0},
         space={"optimizer.lr": [1e-3, 2e-3, 0.9]},  # in this order: two good trials set the median
     )
     folder = tmp_path / "sweep"
-    run_sweep(start_sweep(short_recipe, spec, folder, "s.yaml"))
+    run_sweep(start_sweep(trial_recipe, spec, folder, "s.yaml"))
     rows = {float(r["optimizer.lr"]): r for r in read_table(folder)}
     assert rows[1e-3]["state"] == rows[2e-3]["state"] == "complete"
     assert rows[0.9]["state"] == "pruned"
