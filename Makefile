@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast lint format bench bench-freezing bench-regularization bench-glue bench-accuracy clean
+.PHONY: setup demo test test-fast lint format bench bench-freezing bench-regularization bench-glue bench-accuracy bench-gpu clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ format: $(STAMP)
 ## Benchmarks: print tables and write them to benchmarks/ (run them on an otherwise idle machine).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_throughput.py
+
+## On a GPU machine: plain vs expert Trainer vs finetune, BERT-base-sized, length 128, MFU (under 8 minutes).
+## Uses the python on PATH (or PYTHON=...) and installs only what is missing (scripts/bench_gpu.sh).
+bench-gpu:
+	bash scripts/bench_gpu.sh
 
 ## The shipped layer recipes against full fine-tuning (MiniLM, SST-2; about an hour on 2 cores).
 bench-freezing: $(STAMP)

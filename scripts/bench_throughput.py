@@ -86,7 +86,8 @@ ABLATIONS = {  # variants of `finetune`: recipe overrides, and patches applied i
     "finetune+compile": {"overrides": ["training.compile=true"]},
     "finetune+1-worker": {"overrides": ["training.dataloader_workers=1"]},
 }
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, per GPU
+# Dense bf16 peak per GPU, TFLOP/s; the first name found in the device name wins (PCIe/NVL first).
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
 # ---- FLOPs and model-FLOPs utilisation ------------------------------------------------------------

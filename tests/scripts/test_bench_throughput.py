@@ -58,6 +58,7 @@ def test_peak_flops_of_known_gpus():
     module = bench()
     assert module.peak_flops("NVIDIA H100 80GB HBM3") == pytest.approx(989e12)
     assert module.peak_flops("NVIDIA H200") == pytest.approx(989e12)
+    assert module.peak_flops("NVIDIA H100 PCIe") == pytest.approx(756e12)  # not the SXM figure
     assert module.peak_flops("AMD EPYC") is None
 
 
