@@ -54,11 +54,12 @@ def default_processes(cpu: bool) -> int:
     return 1 if cpu or not torch.cuda.is_available() else torch.cuda.device_count()
 
 
-def distributed_type(section: DistributedSection, processes: int) -> str:
-    """Accelerate's `distributed_type` for the strategy (several CPU processes use MULTI_GPU, see above)."""
+def distributed_type(section: DistributedSection, processes: int, cpu: bool = False) -> str:
+    """Accelerate's `distributed_type` for the strategy (several CPU processes use MULTI_GPU, see above;
+    FSDP on the CPU too: the processes shard the model themselves, distributed/sharding.py)."""
     if section.strategy == "deepspeed":
         return "DEEPSPEED"
-    if section.strategy == "fsdp":
+    if section.strategy == "fsdp" and not cpu:
         return "FSDP"
     return "MULTI_GPU" if processes > 1 else "NO"
 
@@ -78,7 +79,7 @@ def accelerate_config(
     """
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": distributed_type(section, processes),
+        "distributed_type": distributed_type(section, processes, options.cpu),
         "num_processes": processes,
         "num_machines": options.num_machines,
         "machine_rank": options.machine_rank,
@@ -173,8 +174,10 @@ def launch(recipe: Recipe, options: LaunchOptions, resuming: bool = False) -> in
     train_arguments = [*options.train_arguments, *overrides, *options.train_flags]
     mixed_precision = resolved_mixed_precision(recipe, options)
     section = recipe.distributed
-    if on_cpu(recipe, options) and section.strategy != "ddp":  # the processes say so and run DDP
-        section = section.model_copy(update={"strategy": "ddp", "deepspeed": None, "fsdp": None})
+    if section.strategy == "deepspeed":
+        from finetune.distributed.processes import check_deepspeed
+
+        check_deepspeed(on_cpu(recipe, options))
     print(
         f"finetune launch: {processes} process{'es' if processes > 1 else ''} on {options.num_machines} "
         f"machine{'s' if options.num_machines > 1 else ''} ({section.strategy}, "

@@ -99,24 +99,23 @@ def fingerprints_of_all_processes(model: nn.Module) -> list[str]:
     return gathered
 
 
-def replicas_are_whole(section: DistributedSection, cpu: bool) -> bool:
+def replicas_are_whole(section: DistributedSection) -> bool:
     """Whether every process holds the whole model, so hashes of their weights must agree.
 
-    DDP and ZeRO-2 replicate the parameters (on the CPU every strategy runs as DDP, see
-    `strategy_arguments`). FSDP's parameters are DTensor shards, a different slice on each process
-    (no `.numpy()` either), and ZeRO-3's are empty placeholders: nothing to compare.
+    DDP and ZeRO-2 replicate the parameters. FSDP's parameters are DTensor shards, a different slice
+    on each process (no `.numpy()` either), and ZeRO-3's are empty placeholders: nothing to compare.
     """
-    if cpu or section.strategy == "ddp":
+    if section.strategy == "ddp":
         return True
     return section.strategy == "deepspeed" and section.deepspeed_options.stage < 3
 
 
-def replica_fingerprints(model: nn.Module, section: DistributedSection, cpu: bool) -> list[str] | None:
+def replica_fingerprints(model: nn.Module, section: DistributedSection) -> list[str] | None:
     """`fingerprints_of_all_processes` when several processes hold whole replicas, else None.
 
     Every process must call it (it gathers); the decision depends on the recipe only, so they agree.
     """
-    if process_count() == 1 or not replicas_are_whole(section, cpu):
+    if process_count() == 1 or not replicas_are_whole(section):
         return None
     return fingerprints_of_all_processes(model)
 
@@ -203,39 +202,52 @@ def fsdp_config(options: FsdpOptions) -> dict[str, Any]:
         "reshard_after_forward": options.sharding == "full_shard",
         "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # the model's own layer class (`_no_split_modules`)
         "cpu_offload": options.offload_parameters,
-        "activation_checkpointing": options.activation_checkpointing,
-        "state_dict_type": "FULL_STATE_DICT" if options.state_dict == "full" else "SHARDED_STATE_DICT",
+        "activation_checkpointing": False,  # finetune enables it before sharding (distributed/sharding.py)
+        # the training state a checkpoint resumes from: one shard per process (torch.distributed.checkpoint);
+        # the whole model is written beside it (RecipeTrainer.save_model). Accelerate's FULL_STATE_DICT
+        # resume hangs under FSDP2 with several processes (accelerate 1.16, torch 2.13: the main
+        # process broadcasts, the others return early on their empty state dict).
+        "state_dict_type": "SHARDED_STATE_DICT",
     }
 
 
 def strategy_arguments(section: DistributedSection, cpu: bool = False) -> dict[str, Any]:
     """`TrainingArguments` keywords for the recipe's strategy: DDP options, DeepSpeed or FSDP.
 
-    On the CPU, DeepSpeed and FSDP do not apply (Accelerate would quietly run plain data parallel):
-    the run says so and uses DDP, so a GPU recipe still runs unchanged on a laptop.
+    One process has nothing to share: only the DDP options (harmless) apply. FSDP runs on CPU
+    processes too (finetune shards the model itself: distributed/sharding.py); DeepSpeed needs GPUs,
+    and a CPU run of a DeepSpeed recipe stops here rather than train something else.
     """
     arguments: dict[str, Any] = {
         "ddp_find_unused_parameters": section.ddp.find_unused_parameters,
         "ddp_bucket_cap_mb": section.ddp.bucket_cap_mb,
         "ddp_timeout": section.timeout_minutes * 60,
     }
-    if cpu and section.strategy != "ddp":
-        if is_main_process():
-            print(f"note: distributed.strategy {section.strategy} needs GPUs; on the CPU this run uses ddp")
+    if process_count() == 1:
         return arguments
     if section.strategy == "deepspeed":
-        import importlib.util
-
-        if importlib.util.find_spec("deepspeed") is None:
-            raise FinetuneError(
-                "distributed.strategy: deepspeed needs the `deepspeed` package (`pip install deepspeed`, "
-                "on a machine with CUDA); or use strategy `fsdp`, which needs nothing more"
-            )
+        check_deepspeed(cpu)
         arguments["deepspeed"] = deepspeed_config(section.deepspeed_options)
     elif section.strategy == "fsdp":
         arguments["fsdp"] = True
         arguments["fsdp_config"] = fsdp_config(section.fsdp_options)
     return arguments
+
+
+def check_deepspeed(cpu: bool) -> None:
+    """DeepSpeed needs CUDA GPUs and its package: say so before any process trains."""
+    import importlib.util
+
+    if cpu:
+        raise FinetuneError(
+            "distributed.strategy: deepspeed needs CUDA GPUs; on CPU processes use strategy `fsdp` "
+            "(sharded, like ZeRO-3) or `ddp`"
+        )
+    if importlib.util.find_spec("deepspeed") is None:
+        raise FinetuneError(
+            "distributed.strategy: deepspeed needs the `deepspeed` package (`pip install deepspeed`, "
+            "on a machine with CUDA); or use strategy `fsdp`, which needs nothing more"
+        )
 
 
 def quiet_unless_main() -> None:

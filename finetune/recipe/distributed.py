@@ -51,8 +51,10 @@ class FsdpOptions(Section):
     """Recompute each wrapped layer's activations in the backward pass: less memory, ~30% more compute."""
 
     state_dict: Literal["full", "sharded"] = "full"
-    """Checkpoint format: `full` gathers the whole model on the main process (simple, needs memory);
-    `sharded` writes one shard per process (fast for large models)."""
+    """What a checkpoint holds besides the training state it resumes from (always one shard per
+    process, torch.distributed.checkpoint): `full` also writes the whole model, gathered on the main
+    process (a folder `from_pretrained` loads; needs the memory); `sharded` writes only the shards
+    (faster for large models). The run's final `model/` is always whole."""
 
 
 class DistributedSection(Section):

@@ -97,7 +97,28 @@ class Recipe(Section):
                 f"distributed.strategy: gradual unfreezing (freeze.gradual) works with `ddp` only; "
                 f"{self.distributed.strategy} fixes the trainable parameters when it shards the model"
             )
-        return problems
+        return problems + self._sharding_fits()
+
+    def _sharding_fits(self) -> list[str]:
+        """Regularizers that read or replace whole weights outside the forward pass: under FSDP each
+        process holds a shard of every weight there (docs/multi-gpu.md, "What works with each strategy")."""
+        if self.distributed.strategy != "fsdp":
+            return []
+        reg = self.regularization
+        needs_whole = {
+            "l1": reg.l1 > 0,
+            "l2": reg.l2 > 0,
+            "l2_sp": reg.l2_sp > 0,
+            "mixout": reg.mixout > 0,
+            "swa_start": reg.swa_start is not None,
+        }
+        return [
+            f"regularization.{key}: reads whole weights outside the forward pass, and with "
+            f"distributed.strategy fsdp each process holds only a shard of them; use strategy ddp, or "
+            f"turn {key} off" + (" (optimizer.weight_decay is the sharding-safe L2)" if key == "l2" else "")
+            for key, on in needs_whole.items()
+            if on
+        ]
 
     def to_yaml_dict(self) -> dict:
         """Plain data for writing the resolved recipe: every key, defaults included."""

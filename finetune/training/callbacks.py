@@ -16,6 +16,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from finetune.distributed.sharding import load_weights, snapshot
 from finetune.errors import FinetuneError
 from finetune.recipe import Recipe
 
@@ -83,9 +84,10 @@ class EarlyStopping(TrainerCallback):
         return float(metrics[key])
 
     def keep(self, value: float, state: Any, model: Any) -> None:
-        """Make these weights the best so far (a CPU copy, restored at the end)."""
+        """Make these weights the best so far (a CPU copy, restored at the end; each process keeps its
+        own shards of a sharded model)."""
         self.best, self.best_step, self.best_epoch = value, state.global_step, state.epoch or 0.0
-        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.best_state = snapshot(model)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if self.training_over:  # the re-check of the restored weights is not a candidate
@@ -118,7 +120,7 @@ class EarlyStopping(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.training_over = True
         if self.best_state is not None and model is not None:
-            model.load_state_dict(self.best_state)
+            load_weights(model, self.best_state)
             self.restored = True
 
     # The scalar state a checkpoint records; the best weights (`best_state`) are saved beside it

@@ -32,6 +32,7 @@ from finetune.distributed.processes import (
     replica_fingerprints,
     share_from_main,
 )
+from finetune.distributed.sharding import gathered
 from finetune.errors import FinetuneError
 from finetune.recipe import Recipe
 from finetune.recipe.checkpoints import CheckpointsSection
@@ -148,7 +149,11 @@ def _write_checkpoint(trainer: Any, partial: Path, main: bool) -> None:
     trainer._save_rng_state(str(partial))  # every process writes its own
     # every process hashes its replica: a checkpoint records that they agree (DDP's promise);
     # None with one process, or when the processes hold shards (FSDP, ZeRO-3)
-    fingerprints = replica_fingerprints(trainer.model, trainer.recipe.distributed, trainer.args.use_cpu)
+    fingerprints = replica_fingerprints(trainer.model, trainer.recipe.distributed)
+    early = early_stopping_of(trainer)
+    best_weights = (
+        gathered(early.best_state) if early is not None and early.best_state else None
+    )  # all take part
     if not main:
         return
     if fingerprints and len(set(fingerprints)) > 1:
@@ -156,7 +161,7 @@ def _write_checkpoint(trainer: Any, partial: Path, main: bool) -> None:
             f"warning: the processes hold different weights at step {trainer.state.global_step}: {fingerprints}"
         )
     (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the recipe says it all
-    best = write_best_weights(partial.parent, early_stopping_of(trainer), trainer.model)
+    best = write_best_weights(partial.parent, early, best_weights, trainer.model)
     trainer.state.save_to_json(str(partial / TRAINER_STATE_FILE))
     state = {
         "step": trainer.state.global_step,
@@ -191,9 +196,11 @@ def checkpoint_write_error(error: OSError, final: Path) -> FinetuneError:
     )
 
 
-def write_best_weights(folder: Path, early: EarlyStopping | None, model: Any) -> str | None:
-    """Write the early-stopping best weights to `best-<step>/` once (a loadable model folder)."""
-    if early is None or early.best_state is None or early.best_step is None:
+def write_best_weights(
+    folder: Path, early: EarlyStopping | None, weights: dict[str, Any] | None, model: Any
+) -> str | None:
+    """Write the early-stopping best `weights` (made whole) to `best-<step>/` once (a loadable model folder)."""
+    if early is None or weights is None or early.best_step is None:
         return None
     name = f"best-{early.best_step}"
     if (folder / name).is_dir():
@@ -203,7 +210,7 @@ def write_best_weights(folder: Path, early: EarlyStopping | None, model: Any) ->
     partial = folder / f"{TMP_PREFIX}{name}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    tensors = {key: value.contiguous() for key, value in early.best_state.items()}
+    tensors = {key: value.contiguous() for key, value in weights.items()}
     save_file(tensors, str(partial / BEST_WEIGHTS_FILE), metadata={"format": "pt"})
     config = getattr(model, "config", None)
     if config is not None:

@@ -210,6 +210,7 @@ def explain(
 ) -> Explanation:
     """Print what `recipe` will do to its model (no training), then the resolved recipe; write the
     plot to `plot` unless it is None."""
+    from finetune.distributed.sharding import sharding_note
     from finetune.layers.reinit import reinit_blocks
     from finetune.layers.surgery import apply_layer_sections
     from finetune.model.anatomy import model_anatomy
@@ -248,7 +249,7 @@ def explain(
         schedule=schedule_points(recipe, total_steps, recipe.optimizer.lr, per_epoch),
         total_steps=total_steps,
         steps_source=source,
-        notes=[*resolution.notes, *summary.notes],
+        notes=[*resolution.notes, *summary.notes, *sharding_note(recipe.distributed, model)],
     )
     print_explanation(recipe, model, labels, result)
     if show_recipe:

@@ -23,6 +23,7 @@ from finetune.distributed.processes import (
     replica_fingerprints,
     say,
 )
+from finetune.distributed.sharding import shard_model, shards_model
 from finetune.errors import FinetuneError
 from finetune.layers.freezing import FreezeSummary, summarize
 from finetune.layers.surgery import apply_layer_sections
@@ -199,6 +200,8 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         from finetune.regularization.mixout import apply_mixout
 
         apply_mixout(model, recipe.regularization.mixout)
+    if shards_model(recipe.distributed):  # last: the units hold the layers as surgery left them
+        say(shard_model(model, recipe.distributed.fsdp_options))
     say(f"model: {recipe.model.name} ({model.config.model_type}); {frozen.line()}")
     if head:
         say(f"new (randomly initialised) parameters: {', '.join(head)}")
@@ -324,7 +327,7 @@ def run_in(
         say(warning_text(check))
 
     # several processes holding whole replicas: a hash of each one's final weights (all take part)
-    fingerprints = replica_fingerprints(trainer.model, recipe.distributed, trainer.args.use_cpu)
+    fingerprints = replica_fingerprints(trainer.model, recipe.distributed)
     if recipe.output.save_model and run.adapted is not None:
         if is_main_process():
             save_adapted(run.adapted, run_dir / MODEL_DIR, recipe.peft.save, trainer.processing_class)

@@ -42,6 +42,7 @@ from finetune.distributed.processes import (
     process_count,
     strategy_arguments,
 )
+from finetune.distributed.sharding import full_state_dict
 from finetune.errors import FinetuneError
 from finetune.optimizer.param_groups import build_optimizer, param_groups
 from finetune.recipe import Recipe
@@ -149,6 +150,34 @@ class RecipeTrainer(Trainer):
         self.swa = next((c for c in callbacks if isinstance(c, StochasticWeightAveraging)), None)
         self._eval_lengths: list[int] | None = None
         self.prefix_cache = self._install_prefix_cache()
+
+    def create_accelerator_and_postprocess(self) -> None:
+        """The Trainer's Accelerator; on CPU processes, told that the model is sharded.
+
+        Accelerate applies FSDP only on GPUs: with CPU processes it would wrap the (already sharded,
+        distributed/sharding.py) model in DDP. Marking its state FSDP makes it keep the model as it is
+        and makes the Trainer save and load FSDP's way, as it does on GPUs (transformers 5.25,
+        accelerate 1.16; tests/distributed/test_sharding.py trains, saves and resumes this way)."""
+        super().create_accelerator_and_postprocess()
+        state = self.accelerator.state
+        if self.args.fsdp and getattr(state, "fsdp_plugin", None) is None:
+            from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+            state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
+            state.distributed_type = DistributedType.FSDP
+            self.is_fsdp_enabled = True
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's `save_model`; a sharded model is gathered first and saved whole by the main
+        process, one folder that `from_pretrained` loads (Accelerate's gathered state dict aliases
+        buffers FSDP frees on CPU processes, and its `sharded` type writes no model folder at all)."""
+        if not self.is_fsdp_enabled:
+            return super().save_model(output_dir, _internal_call)
+        if _internal_call and self.recipe.distributed.fsdp_options.state_dict == "sharded":
+            return None  # a checkpoint: its shards (written with the optimizer state) are enough to resume
+        state = full_state_dict(self.model)  # every process takes part
+        if self.args.should_save:
+            self._save(output_dir or self.args.output_dir, state_dict=state)
 
     def speed_line(self) -> str:
         """`speed: fp32, length-grouped batches, prefix cache (caching embeddings + layers 0-2)`."""
@@ -284,8 +313,18 @@ class RecipeTrainer(Trainer):
 
     def planned_steps(self) -> int:
         """Optimizer steps this run will take (before any early stop), as the Trainer computes them."""
-        values = self.set_initial_training_values(self.args, self.get_train_dataloader())
-        return values[-1]
+        return self.training_values()[-1]
+
+    def training_values(self) -> tuple:
+        """The Trainer's (epochs, steps per epoch, ..., planned steps) from a loader built only to count
+        its batches. The sampler of the loader that trains stays the one `SamplerEpoch` tells each
+        epoch: a second loader would otherwise leave it pointing at an orphan sampler, and a resumed
+        run under several processes would draw other batches than the uninterrupted one."""
+        training_sampler = self.sampler_epoch.sampler
+        try:
+            return self.set_initial_training_values(self.args, self.get_train_dataloader())
+        finally:
+            self.sampler_epoch.sampler = training_sampler or self.sampler_epoch.sampler
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -307,7 +346,7 @@ class RecipeTrainer(Trainer):
             recipe = self.recipe
             steps_per_epoch = None
             if recipe.schedule.uses_epochs:  # optimizer steps per epoch, as the Trainer counts them
-                steps_per_epoch = self.set_initial_training_values(self.args, self.get_train_dataloader())[1]
+                steps_per_epoch = self.training_values()[1]
             self.lr_scheduler = build_scheduler(
                 optimizer,
                 recipe.schedule,

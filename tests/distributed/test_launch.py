@@ -147,6 +147,7 @@ def test_deepspeed_reads_the_stage_and_offload_asked_for(options, zero3, offload
 
 
 def test_deepspeed_without_the_package_says_how_to_get_it(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setitem(sys.modules, "deepspeed", None)  # how Python sees a package that is not installed
     with pytest.raises(FinetuneError, match="needs the `deepspeed` package"):
         strategy_arguments(DistributedSection(strategy="deepspeed"))
@@ -224,14 +225,13 @@ def test_weights_are_fingerprinted_only_where_every_process_holds_them_whole(mon
     ddp, fsdp = DistributedSection(), DistributedSection(strategy="fsdp")
     zero2 = DistributedSection(strategy="deepspeed")
     zero3 = DistributedSection(strategy="deepspeed", deepspeed={"stage": 3})
-    assert [replicas_are_whole(s, cpu=False) for s in (ddp, zero2, zero3, fsdp)] == [True, True, False, False]
-    assert replicas_are_whole(fsdp, cpu=True) and replicas_are_whole(zero3, cpu=True)  # they run as DDP
+    assert [replicas_are_whole(s) for s in (ddp, zero2, zero3, fsdp)] == [True, True, False, False]
     model = torch.nn.Linear(2, 2)
-    assert replica_fingerprints(model, ddp, cpu=False) is None  # one process: nothing to compare
+    assert replica_fingerprints(model, ddp) is None  # one process: nothing to compare
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert replica_fingerprints(object(), fsdp, cpu=False) is None  # shards are never read
-    assert replica_fingerprints(object(), zero3, cpu=False) is None
-    assert replica_fingerprints(model, ddp, cpu=False) == [weights_fingerprint(model)]
+    assert replica_fingerprints(object(), fsdp) is None  # shards are never read
+    assert replica_fingerprints(object(), zero3) is None
+    assert replica_fingerprints(model, ddp) == [weights_fingerprint(model)]
 
 
 def test_length_grouped_order_depends_only_on_seed_and_epoch():
@@ -326,7 +326,24 @@ def test_two_cpu_processes_train_like_one_with_the_same_global_batch(tiny_model_
     assert two["initial_metrics"]["loss"] == pytest.approx(one["initial_metrics"]["loss"], rel=1e-2)
 
 
-def test_on_the_cpu_deepspeed_and_fsdp_give_way_to_ddp(capsys):
+def test_cpu_processes_shard_with_fsdp_and_refuse_deepspeed(monkeypatch, tmp_path):
+    """FSDP is no longer swapped for DDP on the CPU; DeepSpeed stops before any process starts."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
     arguments = strategy_arguments(DistributedSection(strategy="fsdp"), cpu=True)
-    assert "fsdp" not in arguments and "deepspeed" not in arguments
-    assert "distributed.strategy fsdp needs GPUs; on the CPU this run uses ddp" in capsys.readouterr().out
+    assert arguments["fsdp"] is True and arguments["fsdp_config"]["version"] == 2
+    with pytest.raises(
+        FinetuneError, match="deepspeed needs CUDA GPUs; on CPU processes use strategy `fsdp`"
+    ):
+        strategy_arguments(DistributedSection(strategy="deepspeed"), cpu=True)
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process keeps the model whole: nothing to shard
+    assert "fsdp" not in strategy_arguments(DistributedSection(strategy="fsdp"), cpu=True)
+
+    # `finetune launch --cpu`: fsdp starts N plain processes (they shard), deepspeed starts none
+    fsdp = validate_recipe({"output": {"dir": str(tmp_path / "f")}, "distributed": {"strategy": "fsdp"}})
+    name, _ = accelerate_picks(monkeypatch, lambda: launch(fsdp, LaunchOptions(num_processes=2, cpu=True)))
+    assert name == "multi_gpu_launcher"
+    deepspeed = validate_recipe(
+        {"output": {"dir": str(tmp_path / "d")}, "distributed": {"strategy": "deepspeed"}}
+    )
+    with pytest.raises(FinetuneError, match="deepspeed needs CUDA GPUs"):
+        launch(deepspeed, LaunchOptions(num_processes=2, cpu=True))
