@@ -73,7 +73,10 @@ def auto_weights(
 def describe(task: str, weights: dict[str, float], counts: np.ndarray, how: str) -> str:
     """`loss.class_weights: auto (inverse) -> negative 0.5556 (900 examples), positive 5 (100)`."""
     unit = "positives" if task == "multi_label" else "words" if task == "token_classification" else "examples"
-    parts = [f"{name} {w:g} ({int(n):,} {unit})" for (name, w), n in zip(weights.items(), counts)]
+    parts = [
+        f"{name} {w:g} ({int(n):,} {unit if n != 1 else unit[:-1]})"
+        for (name, w), n in zip(weights.items(), counts)
+    ]
     return f"loss.class_weights: auto ({how}) -> " + ", ".join(parts)
 
 

@@ -64,3 +64,43 @@ def test_a_weight_for_a_label_the_data_lacks_fails_before_training(imbalanced_re
         match=r"'positive' is not a label of the training data, whose labels are \['neg', 'pos'\]",
     ):
         train(validate_recipe(imbalanced_recipe))
+
+
+def short(recipe: dict) -> dict:
+    recipe["training"].update(max_steps=4)
+    recipe["evaluation"].update(every=2, before_training=False)
+    return recipe
+
+
+def test_multi_label_gets_positive_weights_per_label(tiny_recipe, tmp_path, one_thread, capsys):
+    rows = [{"text": "the striker scored", "label": "sports"}] * 8 + [
+        {"text": "the minister spoke", "label": "politics,sports"}
+    ] * 2  # politics: 2 positives, 8 negatives; sports: 10 positives, no negative
+    train_file = write_rows(tmp_path / "topics.csv", rows)
+    tiny_recipe["model"]["task"] = "multi_label"
+    tiny_recipe["data"].update(train=str(train_file), validation=str(train_file))
+    tiny_recipe["loss"] = {"class_weights": "auto", "focal_gamma": 1.0}
+    tiny_recipe["output"].update(save_model=False, plots=False)
+    result = train(validate_recipe(short(tiny_recipe)))
+    assert result.results["loss"]["class_weights"] == {"politics": 4.0, "sports": 1.0}
+    assert (
+        "auto (negatives / positives) -> politics 4 (2 positives), sports 1 (10 positives)"
+        in capsys.readouterr().out
+    )
+
+
+def test_token_classification_weighs_tags_counted_over_words(tiny_recipe, tmp_path, one_thread):
+    sentences = ["Ada B-PER\nlived O\nhere O\nquietly O", "Paris B-LOC\nis O\nlovely O"] * 4
+    train_file = tmp_path / "train.conll"
+    train_file.write_text("\n\n".join(sentences) + "\n")
+    tiny_recipe["model"]["task"] = "token_classification"
+    tiny_recipe["data"].update(train=str(train_file), validation=str(train_file))
+    tiny_recipe["loss"] = {"class_weights": "auto", "auto_weights": "effective", "focal_gamma": 2.0}
+    tiny_recipe["output"].update(save_model=False, plots=False)
+    result = train(validate_recipe(short(tiny_recipe)))
+    weights = result.results["loss"]["class_weights"]
+    assert list(weights) == ["B-LOC", "B-PER", "O"]  # 4, 4 and 20 words
+    assert weights["B-LOC"] == weights["B-PER"] > 1 > weights["O"]
+    assert (4 * weights["B-LOC"] + 4 * weights["B-PER"] + 20 * weights["O"]) / 28 == pytest.approx(
+        1, abs=1e-3
+    )
