@@ -50,7 +50,7 @@ class Recipe(Section):
         task, loss, problems = self.model.task, self.loss, []
         if task == "regression":
             problems += [
-                f"loss.{key}: only applies to classification tasks (regression is {task}); remove it"
+                f"loss.{key}: weighs classes, and regression has none; remove it (or set model.task)"
                 for key, on in (
                     ("class_weights", loss.class_weights != "none"),
                     ("focal_gamma", loss.focal_gamma > 0),

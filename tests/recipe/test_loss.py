@@ -23,8 +23,11 @@ def test_weights_by_label_name_with_number_keys_read_as_text():
         ({"loss": {"class_weights": {}}}, "empty mapping"),
         ({"loss": {"focal_gamma": -1}}, "focal_gamma"),
         ({"loss": {"class_weights": "inverse"}}, "class_weights"),
-        ({"model": {"task": "regression"}, "loss": {"class_weights": "auto"}}, "loss.class_weights: only"),
-        ({"model": {"task": "regression"}, "loss": {"focal_gamma": 2}}, "loss.focal_gamma: only"),
+        (
+            {"model": {"task": "regression"}, "loss": {"class_weights": "auto"}},
+            "loss.class_weights: weighs classes, and regression has none",
+        ),
+        ({"model": {"task": "regression"}, "loss": {"focal_gamma": 2}}, "loss.focal_gamma: weighs classes"),
         (
             {"model": {"task": "multi_label"}, "training": {"sampler": "balanced"}},
             "training.sampler: `balanced` draws by class",
