@@ -12,6 +12,8 @@ padding; grouping examples of similar length removes almost all of it.
   tokenization (transformers removes that column before it builds its sampler, so it re-reads
   every example to measure it), batches are shuffled across pools, and the pools are twice as
   large (less padding).
+- `BalancedSampler` (`training.sampler: balanced`): the same batching over a class-balanced draw
+  with replacement, for imbalanced classification.
 - `LengthSortedSampler` (evaluation): every example once, longest first, so evaluation pads
   least; `restore_order` puts predictions back in the data set's order.
 
@@ -68,7 +70,7 @@ class LengthGroupedSampler(Sampler[int]):
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The batches of one epoch, in order (the last one may be smaller)."""
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch])
-        order = rng.permutation(len(self.lengths))
+        order = self.draw(rng)
         full, rest = [], []
         for start in range(0, len(order), self.pool_size):
             pool = order[start : start + self.pool_size]
@@ -83,12 +85,48 @@ class LengthGroupedSampler(Sampler[int]):
         others = [full[i] for i in rng.permutation(len(full)) if i != longest]
         return [full[longest], *others, *rest]
 
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """The examples of one epoch, in random order: each once."""
+        return rng.permutation(len(self.lengths))
+
     def __iter__(self) -> Iterator[int]:
         # Without set_epoch (a plain DataLoader), every pass still draws new batches.
         epoch = self.epoch if self.epoch is not None else self._iterations
         self._iterations += 1
         for batch in self.batches(epoch):
             yield from batch.tolist()
+
+
+class BalancedSampler(LengthGroupedSampler):
+    """`training.sampler: balanced`: every epoch draws as many examples as the data has, with
+    replacement, each class equally likely (a class, then one of its examples), then batches them
+    like `LengthGroupedSampler` (all lengths equal when the data has none: random batches).
+
+    Rare-class examples repeat within an epoch and frequent ones are left out, a new draw every
+    epoch; the draw depends only on (seed, epoch), so every process and a resumed run agree.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int],
+        batch_size: int,
+        seed: int = 0,
+        lengths: Sequence[int] | None = None,
+        pool_batches: int = 100,
+    ) -> None:
+        labels = np.asarray(labels, dtype=np.int64)
+        super().__init__(
+            np.zeros(len(labels)) if lengths is None else lengths, batch_size, seed, pool_batches
+        )
+        members = [np.flatnonzero(labels == c) for c in np.unique(labels)]  # classes present only
+        self.sizes = np.array([len(m) for m in members])
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        self.by_class = np.concatenate(members)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        classes = rng.integers(len(self.sizes), size=len(self.lengths))
+        within = (rng.random(len(self.lengths)) * self.sizes[classes]).astype(np.int64)
+        return self.by_class[self.starts[classes] + within]
 
 
 class LengthSortedSampler(Sampler[int]):
@@ -134,7 +172,7 @@ def find_sampler(dataloader: Any) -> Sampler | None:
         node = dataloader
         for attribute in path.split("."):
             node = getattr(node, attribute, None)
-        if isinstance(node, (LengthSortedSampler, LengthGroupedSampler)):
+        if isinstance(node, (LengthSortedSampler, LengthGroupedSampler)):  # BalancedSampler included
             return node
     return None
 

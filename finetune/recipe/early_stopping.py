@@ -9,7 +9,8 @@ from .base import Section
 # The validation metrics each task reports without internet (see finetune/training/metrics.py).
 # `f1` is the positive-class F1 of binary tasks (GLUE's convention); `f1_macro` works for any.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "f1", "f1_macro", "mcc", "loss"),
+    # balanced_accuracy = mean per-class recall; every class also reports recall_<label name>
+    "classification": ("accuracy", "f1", "f1_macro", "balanced_accuracy", "mcc", "loss"),
     "regression": ("pearson", "spearman", "mse", "loss"),
     # micro/macro F1 over labels at model.threshold; subset accuracy = every label of a text right
     "multi_label": ("f1_micro", "f1_macro", "precision_micro", "recall_micro", "subset_accuracy", "loss"),
@@ -23,6 +24,15 @@ DEFAULT_METRIC = {
     "token_classification": "f1",
 }
 LOWER_IS_BETTER = ("loss", "mse")
+PER_CLASS_RECALL = "recall_"  # classification: recall_<label name>, one per class
+
+
+def is_task_metric(metric: str, task: str) -> bool:
+    """Whether a task reports `metric` (a per-class recall's label is checked once the data is known)."""
+    per_class = (
+        task == "classification" and metric.startswith(PER_CLASS_RECALL) and metric != PER_CLASS_RECALL
+    )
+    return metric in TASK_METRICS[task] or per_class
 
 
 class EarlyStoppingSection(Section):
@@ -33,7 +43,8 @@ class EarlyStoppingSection(Section):
     metric: str = "auto"
     """Validation metric to watch: `auto` (accuracy for classification, pearson for regression,
     f1_micro for multi_label, entity-level f1 for token_classification), `loss`, or any metric the
-    task reports (classification: accuracy, f1, f1_macro, mcc; regression: pearson, spearman, mse;
+    task reports (classification: accuracy, f1, f1_macro, balanced_accuracy, mcc, and
+    recall_<label name> per class; regression: pearson, spearman, mse;
     multi_label: f1_micro, f1_macro, precision_micro, recall_micro, subset_accuracy;
     token_classification: f1, precision, recall, accuracy)."""
 

@@ -6,10 +6,11 @@ from .base import AUTO, Section
 from .checkpoints import CheckpointsSection
 from .data import DataSection
 from .distributed import DistributedSection
-from .early_stopping import TASK_METRICS, EarlyStoppingSection
+from .early_stopping import TASK_METRICS, EarlyStoppingSection, is_task_metric
 from .freeze import FreezeSection
 from .guards import GuardsSection
 from .layer_lr import LayerLRSection
+from .loss import LossSection
 from .model import ModelSection
 from .optimizer import OptimizerSection
 from .output import OutputSection
@@ -35,6 +36,7 @@ class Recipe(Section):
     optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     regularization: RegularizationSection = Field(default_factory=RegularizationSection)
+    loss: LossSection = Field(default_factory=LossSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
@@ -42,6 +44,30 @@ class Recipe(Section):
     checkpoints: CheckpointsSection = Field(default_factory=CheckpointsSection)
     guards: GuardsSection = Field(default_factory=GuardsSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
+
+    def _loss_fits_task(self) -> list[str]:
+        """`loss:` and `training.sampler` against the task (see recipe/loss.py)."""
+        task, loss, problems = self.model.task, self.loss, []
+        if task == "regression":
+            problems += [
+                f"loss.{key}: weighs classes, and regression has none; remove it (or set model.task)"
+                for key, on in (
+                    ("class_weights", loss.class_weights != "none"),
+                    ("focal_gamma", loss.focal_gamma > 0),
+                )
+                if on
+            ]
+        if self.training.sampler == "balanced" and task != "classification":
+            problems.append(
+                f"training.sampler: `balanced` draws by class, one class per example (classification); "
+                f"{task} has none to balance; use loss.class_weights instead, or `shuffle`"
+            )
+        if self.training.sampler == "balanced" and loss.class_weights != "none":
+            problems.append(
+                "training.sampler: `balanced` already corrects the class imbalance; with loss.class_weights "
+                "it would be corrected twice. Choose one (set loss.class_weights: none or training.sampler: shuffle)"
+            )
+        return problems
 
     def _task_fits_data(self) -> list[str]:
         """Keys that only some tasks read (see recipe/data.py), and what peft cannot combine with."""
@@ -178,13 +204,14 @@ class Recipe(Section):
         task = self.model.task
         problems = []
         metric = self.early_stopping.watched_metric(task)
-        if metric not in TASK_METRICS[task] and not self.evaluation.extra_metrics:
+        if not is_task_metric(metric, task) and not self.evaluation.extra_metrics:
             problems.append(
                 f"early_stopping.metric: '{metric}' is not a {task} metric; "
                 f"choose one of {', '.join(TASK_METRICS[task])} (or add it via evaluation.extra_metrics)"
             )
         if task == "regression" and self.regularization.label_smoothing > 0:
             problems.append("regularization.label_smoothing: only applies to classification; set it to 0")
+        problems += self._loss_fits_task()
         problems += self._task_fits_data()
         problems += self._gradual_fits_training()
         problems += self._faults_fit_run()

@@ -42,6 +42,14 @@ class TrainingSection(Section):
     """Batch examples of similar length together (less padding, faster; batches are still random in
     composition and order), and evaluate longest-first (predictions come back in data order)."""
 
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    """Which training examples an epoch draws. `shuffle`: every example once, in random order.
+    `balanced` (classification): as many examples as the training split has, drawn with
+    replacement so that every class is equally likely (rare-class examples repeat, frequent ones
+    are left out; a different draw every epoch). Both are seeded by (seed, epoch), the same on
+    every process and after a resume, and length-grouped when `group_by_length` is on. Use it
+    instead of `loss.class_weights`, not with it (both would correct the imbalance)."""
+
     cpu: bool = False
     """Train on the CPU even when a GPU is present."""
 

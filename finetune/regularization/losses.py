@@ -1,4 +1,5 @@
-"""Regularization: dropout overrides, label smoothing, the task loss, and the penalty terms added to it.
+"""Regularization: dropout overrides, label smoothing, the task loss (with `loss:`'s class weights and
+focal loss), and the penalty terms added to it.
 
 Each technique is a small function that takes the `regularization:` section (and a model or the
 logits) and knows nothing of the others or of the trainer. `loss_terms` returns the named terms of
@@ -64,21 +65,85 @@ def dropout_overrides(config: Any, spec: RegularizationSection) -> dict[str, flo
 
 
 def task_loss(
-    logits: torch.Tensor, labels: torch.Tensor, task: str, label_smoothing: float = 0.0
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    task: str,
+    label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
 ) -> torch.Tensor:
     """Cross-entropy (with label smoothing, Szegedy et al., 2016), mean squared error (regression),
     or binary cross-entropy per label (multi_label: smoothing moves targets toward 0.5).
-    Token classification averages cross-entropy over labelled sub-words (label -100 is skipped)."""
+    Token classification averages cross-entropy over labelled sub-words (label -100 is skipped).
+    `weights` (one per class; per label for multi_label) and `focal_gamma` are `loss:`'s, see
+    `weighted_cross_entropy` and `weighted_binary_cross_entropy`."""
     import torch.nn.functional as F
 
+    plain = weights is None and focal_gamma == 0
     if task == "regression":
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
     if task == "multi_label":
         targets = labels.float() * (1 - label_smoothing) + label_smoothing / 2
-        return F.binary_cross_entropy_with_logits(logits.float(), targets)
+        if plain:
+            return F.binary_cross_entropy_with_logits(logits.float(), targets)
+        return weighted_binary_cross_entropy(logits, targets, weights, focal_gamma)
     if task == "token_classification":
         logits, labels = logits.flatten(0, -2), labels.flatten()
-    return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing, ignore_index=-100)
+    if plain:
+        return F.cross_entropy(
+            logits.float(), labels.long(), label_smoothing=label_smoothing, ignore_index=-100
+        )
+    return weighted_cross_entropy(logits, labels, label_smoothing, weights, focal_gamma)
+
+
+def weighted_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
+) -> torch.Tensor:
+    """sum_i w[y_i] * (1 - p_i)^gamma * CE_i / N over the labelled examples (label -100 skipped).
+
+    CE_i is the (label-smoothed) cross-entropy of example i, p_i the probability of its true class:
+    focal loss (Lin et al., 2017) with the class weights as its alpha. A plain mean, unlike
+    `F.cross_entropy(weight=...)`, which divides by the batch's sum of weights and so undoes the
+    weighting in a batch of one class.
+    """
+    keep = labels != -100
+    logits, labels = logits[keep].float(), labels[keep].long()
+    log_p = logits.log_softmax(-1)
+    nll = -log_p.gather(1, labels[:, None]).squeeze(1)
+    per_example = (1 - label_smoothing) * nll - label_smoothing * log_p.mean(-1)
+    if focal_gamma > 0:
+        per_example = per_example * (1 - (-nll).exp()).pow(focal_gamma)
+    if weights is not None:
+        per_example = per_example * weights.to(per_example)[labels]
+    return per_example.sum() / max(len(per_example), 1)
+
+
+def weighted_binary_cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    positive_weights: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
+) -> torch.Tensor:
+    """Mean over examples and labels of -(w_l t (1-p)^gamma log p + (1-t) p^gamma log(1-p)).
+
+    p = sigmoid(logit); w_l weighs label l's positive term (BCE's `pos_weight`); gamma > 0 is the
+    per-label focal loss. With gamma 0 this is `binary_cross_entropy_with_logits(pos_weight=w)`.
+    """
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    positive, negative = targets * log_p, (1 - targets) * log_not_p
+    if focal_gamma > 0:
+        positive = positive * (1 - log_p.exp()).pow(focal_gamma)
+        negative = negative * log_p.exp().pow(focal_gamma)
+    if positive_weights is not None:
+        positive = positive * positive_weights.to(positive)
+    return -(positive + negative).mean()
 
 
 Anchors = list[tuple["torch.nn.Parameter", "torch.Tensor"]]
@@ -162,24 +227,29 @@ def loss_terms(
     inputs: dict[str, Any],
     outputs: Any,
     anchors: Anchors | None = None,
+    weights: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """The named terms of the training loss (their sum backpropagates; each is logged).
 
     `task` is the data loss; each active regularizer adds a term of its own, in training only (the
-    validation loss is the task loss). `outputs` of a batch stacked for R-Drop (see
-    `forward_inputs`) hold both passes; `anchors` are the L2-SP reference weights.
+    validation loss is the task loss: unsmoothed, and without `loss:`'s class `weights` and
+    `focal_gamma`). `outputs` of a batch stacked for R-Drop (see `forward_inputs`) hold both
+    passes; `anchors` are the L2-SP reference weights.
     """
     training = model.training
     smoothing = spec.label_smoothing if training else 0.0
+    shaping = {"weights": weights, "focal_gamma": focal_gamma} if training else {}
     labels, logits = inputs["labels"], outputs.logits
     if logits.shape[0] == 2 * labels.shape[0]:  # R-Drop: two dropout passes of the same batch
         first, second = logits.chunk(2)
         task_term = (
-            task_loss(first, labels, task, smoothing) + task_loss(second, labels, task, smoothing)
+            task_loss(first, labels, task, smoothing, **shaping)
+            + task_loss(second, labels, task, smoothing, **shaping)
         ) / 2
         terms = {"task": task_term, "rdrop": spec.rdrop * rdrop_divergence(first, second, task, labels)}
     else:
-        terms = {"task": task_loss(logits, labels, task, smoothing)}
+        terms = {"task": task_loss(logits, labels, task, smoothing, **shaping)}
     if not training:
         return terms
     if spec.l1 > 0:

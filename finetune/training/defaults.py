@@ -14,6 +14,8 @@ shows it. The rules and the measurements behind them are in docs/defaults.md.
   rows of GLUE (docs/defaults.md): STS-B went from Pearson 0.55 at 3 epochs (45 steps) to 0.77 at
   10 (150 steps), while SST-2 and MRPC gained nothing from 10 epochs (-1.0 and -4.2 points), so
   classification keeps the 3-epoch habit.
+- `loss.class_weights`: a `{label: weight}` mapping counted on the training labels
+  (data/class_weights.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from finetune.recipe.loading import validate_recipe
 REFERENCE_WIDTH, REFERENCE_LR = 768, 2e-5  # BERT-base and its usual fine-tuning LR
 LR_EXPONENT = 2  # lr grows with (reference width / width) ** this (fitted on MiniLM-L6, see docs)
 DEFAULT_EPOCHS, MIN_REGRESSION_STEPS, MAX_EPOCHS = 3, 150, 10
-AUTO_KEYS = (("optimizer", "lr"), ("training", "epochs"))
+AUTO_KEYS = (("optimizer", "lr"), ("training", "epochs"), ("loss", "class_weights"))
 
 
 @dataclass
@@ -93,6 +95,19 @@ def resolve_auto(recipe: Recipe, config: Any, train_examples: int | None, proces
     if not notes:
         return Resolution(recipe)
     return Resolution(validate_recipe(data, source="the recipe with `auto` resolved"), notes)
+
+
+def resolve_class_weights(recipe: Recipe, labels: Any, label_names: list[str] | None) -> Resolution:
+    """`loss.class_weights: auto` -> the `{label: weight}` mapping counted on the training labels
+    (data/class_weights.py); a hand-written mapping is checked against the labels."""
+    from finetune.data.class_weights import resolve_weights
+
+    weights, note = resolve_weights(recipe.loss, recipe.model.task, labels, label_names)
+    if note is None:
+        return Resolution(recipe)
+    data = recipe.to_yaml_dict()
+    data["loss"]["class_weights"] = weights
+    return Resolution(validate_recipe(data, source="the recipe with `auto` resolved"), [note])
 
 
 def adopt_resolved(recipe: Recipe, resolved: Recipe) -> Recipe:

@@ -14,27 +14,45 @@ from typing import Any
 import numpy as np
 
 from finetune.errors import FinetuneError, RecipeError
-from finetune.recipe.early_stopping import TASK_METRICS
+from finetune.recipe.early_stopping import PER_CLASS_RECALL, TASK_METRICS
 from finetune.recipe.training import split_metric_name
 
 IGNORED_LABEL = -100  # sub-words after a word's first, and padding, in token classification
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
-    """Accuracy, macro-F1 and Matthews correlation; plus positive-class F1 for binary tasks."""
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+def classification_metrics(
+    logits: np.ndarray, labels: np.ndarray, num_labels: int, label_names: list[str] | None = None
+) -> dict[str, float]:
+    """Accuracy, macro-F1, balanced accuracy and Matthews correlation; positive-class F1 for binary
+    tasks; and the recall of every class (`recall_<label name>`).
+
+    On imbalanced data accuracy flatters a model that ignores the rare classes (90% for always
+    answering the majority of a 9:1 split); macro-F1, balanced accuracy (the mean recall over the
+    classes the gold labels hold) and the per-class recalls do not.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, recall_score
 
     predictions = logits.argmax(axis=-1)
+    classes = list(range(num_labels))
+    recalls = recall_score(labels, predictions, labels=classes, average=None, zero_division=0)
+    present = np.isin(classes, labels)
     metrics = {
         "accuracy": float(accuracy_score(labels, predictions)),
-        "f1_macro": float(
-            f1_score(labels, predictions, average="macro", labels=list(range(num_labels)), zero_division=0)
-        ),
+        "f1_macro": float(f1_score(labels, predictions, average="macro", labels=classes, zero_division=0)),
+        "balanced_accuracy": float(recalls[present].mean()) if present.any() else 0.0,
         "mcc": float(matthews_corrcoef(labels, predictions)),
     }
     if num_labels == 2:
         metrics["f1"] = float(f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0))
+    for name, recall in zip(recall_names(num_labels, label_names), recalls):
+        metrics[name] = float(recall)
     return metrics
+
+
+def recall_names(num_labels: int, label_names: list[str] | None) -> list[str]:
+    """`recall_<label name>` per class (`recall_<id>` when the names are unknown)."""
+    names = label_names if label_names is not None else [str(i) for i in range(num_labels)]
+    return [f"{PER_CLASS_RECALL}{name}" for name in names]
 
 
 def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -126,7 +144,7 @@ def task_metrics(
         if label_names is None:
             raise ValueError("token_classification metrics need the tag names")
         return token_metrics(logits, np.asarray(labels), label_names)
-    return classification_metrics(logits, np.asarray(labels), num_labels)
+    return classification_metrics(logits, np.asarray(labels), num_labels, label_names)
 
 
 def decisions(task: str, logits: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -139,17 +157,22 @@ def decisions(task: str, logits: np.ndarray, threshold: float = 0.5) -> np.ndarr
     return logits.argmax(axis=-1)
 
 
-def available_metrics(task: str, num_labels: int) -> list[str]:
+def available_metrics(task: str, num_labels: int, label_names: list[str] | None = None) -> list[str]:
     """Metric names (without the `eval_` prefix) this task reports."""
     names = list(TASK_METRICS[task])
     if task == "classification" and num_labels != 2:
         names.remove("f1")
+    if task == "classification":
+        names += recall_names(num_labels, label_names)
     return names
 
 
-def check_watched_metric(metric: str, task: str, num_labels: int, extra: list[str]) -> None:
-    """Fail before training when the watched metric will never be reported."""
-    names = available_metrics(task, num_labels)
+def check_watched_metric(
+    metric: str, task: str, num_labels: int, extra: list[str], label_names: list[str] | None = None
+) -> None:
+    """Fail before training when the watched metric will never be reported (a `recall_<label>` whose
+    label the data lacks included)."""
+    names = available_metrics(task, num_labels, label_names)
     if metric in names or extra:
         return
     hint = " (`f1` is the positive-class F1 of binary tasks; use `f1_macro`)" if metric == "f1" else ""

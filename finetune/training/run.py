@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetune.data.class_weights import weight_vector
 from finetune.data.columns import LABEL
 from finetune.data.splits import TaskData
 from finetune.data.task_data import load_task_data, tokenize
@@ -47,7 +48,7 @@ from finetune.training.callbacks import (
     recipe_callbacks,
 )
 from finetune.training.checkpoints import CheckpointCadence, open_run_dir, remove_checkpoints
-from finetune.training.defaults import adopt_resolved, resolve_auto
+from finetune.training.defaults import adopt_resolved, resolve_auto, resolve_class_weights
 from finetune.training.guards import FaultGuard
 from finetune.training.learning_check import (
     Baseline,
@@ -104,8 +105,11 @@ def build_trainer(
         relative=stopping.relative,
         enabled=stopping.enabled,
     )
+    weights = recipe.loss.class_weights
     trainer = RecipeTrainer(
         recipe,
+        class_weights=weight_vector(weights, data.label_names) if isinstance(weights, dict) else None,
+        train_labels=list(data.train[LABEL]) if recipe.training.sampler == "balanced" else None,
         model=model,
         args=training_arguments(recipe, run_dir / "checkpoints"),
         train_dataset=train_set,
@@ -172,11 +176,15 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     task = recipe.model.task
     data = load_task_data(recipe.data, task, recipe.training.seed)
     metric = recipe.early_stopping.watched_metric(task)
-    check_watched_metric(metric, task, data.num_labels, recipe.evaluation.extra_metrics)
+    check_watched_metric(metric, task, data.num_labels, recipe.evaluation.extra_metrics, data.label_names)
     say(
         f"data: {len(data.train):,} training and {len(data.validation):,} validation examples"
         + (f", labels {data.label_names}" if data.label_names else ", regression target")
     )
+    weighted = resolve_class_weights(recipe, data.train[LABEL], data.label_names)
+    recipe = weighted.recipe
+    for note in weighted.notes:
+        say(note)
 
     tokenizer = load_tokenizer(recipe.model)
     model = load_model(recipe.model, data.num_labels, data.label_names, recipe.regularization)
@@ -341,6 +349,8 @@ def run_in(
         f"reused the evaluation at step {early.best_step}" if reused else "evaluated"
     )
     results["learning_check"] = check
+    if recipe.loss.active:  # the numbers trained with (recipe.yaml has them too)
+        results["loss"] = recipe.loss.model_dump(mode="json")
     results["skipped_steps"] = guard.skipped_steps  # non-finite losses skipped (guards.nonfinite_loss)
     if trainer.prefix_cache is not None:
         results["prefix_cache"] = trainer.prefix_cache.summary()

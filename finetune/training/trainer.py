@@ -127,8 +127,18 @@ RECIPE_GROUP_SETTINGS = ("initial_lr", "weight_decay", "betas", "eps", "momentum
 class RecipeTrainer(Trainer):
     """A `transformers.Trainer` whose optimizer, LR schedule and loss come from a recipe."""
 
-    def __init__(self, recipe: Recipe, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        class_weights: list[float] | None = None,
+        train_labels: list[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`class_weights`: `loss.class_weights` in label-id order; `train_labels`: the training
+        split's class ids, which `training.sampler: balanced` draws by."""
         self.recipe = recipe
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights)
+        self.train_labels = train_labels
         super().__init__(**kwargs)
         # L2-SP's reference: the pretrained weights as they are now, before any step.
         self.anchors = pretrained_anchors(self.model) if recipe.regularization.l2_sp > 0 else None
@@ -210,6 +220,14 @@ class RecipeTrainer(Trainer):
         (seed, epoch), so every process and a resumed run draw the same batches."""
         dataset = self.train_dataset if train_dataset is None else train_dataset
         lengths = samplers.dataset_lengths(self.train_dataset)  # the columns `dataset` lost to the Trainer
+        if self.recipe.training.sampler == "balanced":
+            grouped = self.recipe.training.group_by_length and lengths is not None
+            return samplers.BalancedSampler(
+                self.train_labels,
+                self.args.train_batch_size,
+                self.args.data_seed,
+                lengths if grouped else None,
+            )
         if self.recipe.training.group_by_length and lengths is not None and len(lengths) == len(dataset):
             return samplers.LengthGroupedSampler(
                 lengths, self.args.train_batch_size, seed=self.args.data_seed
@@ -361,8 +379,17 @@ class RecipeTrainer(Trainer):
         self, model: torch.nn.Module, inputs: dict[str, Any], outputs: Any
     ) -> dict[str, torch.Tensor]:
         """The named terms of the training loss; their sum is what backpropagates."""
-        spec = self.recipe.regularization
-        return loss_terms(spec, self.recipe.model.task, model, inputs, outputs, self.anchors)
+        spec, shaping = self.recipe.regularization, self.recipe.loss
+        return loss_terms(
+            spec,
+            self.recipe.model.task,
+            model,
+            inputs,
+            outputs,
+            self.anchors,
+            weights=self.class_weights,
+            focal_gamma=shaping.focal_gamma,
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**forward_inputs(self.recipe.regularization, model, inputs))  # x2 for R-Drop

@@ -173,3 +173,32 @@ def test_metrics_do_not_depend_on_evaluation_order(varied_recipe, tmp_path):
     plain_metrics = build(varied_recipe, tmp_path / "plain").trainer.evaluate()
     for key in ("eval_loss", "eval_accuracy"):
         assert sorted_metrics[key] == pytest.approx(plain_metrics[key], abs=1e-5)
+
+
+def test_balanced_sampler_draws_classes_about_equally_and_is_seeded_by_epoch():
+    from finetune.data.samplers import BalancedSampler
+
+    labels = [0] * 900 + [1] * 100
+    sampler = BalancedSampler(labels, batch_size=32, seed=3, lengths=LENGTHS)
+    sampler.set_epoch(0)
+    first = list(sampler)
+    assert len(first) == len(labels)
+    share = np.mean(np.asarray(labels)[first])
+    assert 0.45 < share < 0.55  # 10% of the data, half of the draws
+    assert len(set(first) & set(range(900, 1000))) > 90  # most rare examples drawn, many repeated
+    again = BalancedSampler(labels, batch_size=32, seed=3, lengths=LENGTHS)
+    again.set_epoch(0)
+    assert list(again) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    batches = chunks(first, 32)[:-1]
+    assert padding_efficiency(LENGTHS, batches) > 0.8  # still length-grouped
+
+
+def test_balanced_sampler_without_lengths_draws_random_batches():
+    from finetune.data.samplers import BalancedSampler
+
+    labels = [2] * 50 + [0] * 5 + [1] * 45
+    drawn = list(BalancedSampler(labels, batch_size=8, seed=0))
+    counts = np.bincount(np.asarray(labels)[drawn], minlength=3)
+    assert counts.sum() == 100 and counts.min() > 20

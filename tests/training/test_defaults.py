@@ -92,3 +92,17 @@ def test_train_prints_and_records_the_resolved_values_and_explain_shows_them(tin
     explained = explain(recipe, plot=None, show_recipe=False)
     assert any(note.startswith("optimizer.lr: auto -> 0.01") for note in explained.notes)
     assert explained.total_steps == 3 * 6
+
+
+def test_auto_class_weights_resolve_from_the_labels_and_a_resume_takes_the_runs_own():
+    from finetune.training.defaults import adopt_resolved, resolve_class_weights
+
+    recipe = validate_recipe({"loss": {"class_weights": "auto"}})
+    resolved = resolve_class_weights(recipe, [0, 0, 0, 1], ["ham", "spam"])
+    assert resolved.recipe.loss.class_weights == {"ham": round(4 / 6, 4), "spam": 2.0}
+    assert resolved.notes == [
+        "loss.class_weights: auto (inverse) -> ham 0.6667 (3 examples), spam 2 (1 example)"
+    ]
+    assert adopt_resolved(recipe, resolved.recipe).loss.class_weights == {"ham": 0.6667, "spam": 2.0}
+    unchanged = validate_recipe({"loss": {"class_weights": {"spam": 3}}})
+    assert resolve_class_weights(unchanged, [0, 1], ["ham", "spam"]).recipe is unchanged

@@ -91,7 +91,7 @@ def test_a_hub_metric_runs_only_with_the_trust_remote_code_opt_in(fake_evaluate)
     assert str(refused.value).startswith(
         "evaluation.extra_metrics: 'glue:mrpc' is an `evaluate` metric whose code is downloaded from the "
         "Hugging Face hub and run in this process; set evaluation.trust_remote_code: true to allow that "
-        "(only for metrics you trust), or remove it. The built-in metrics (accuracy, f1, "
+        "(only for metrics you trust), or remove it. The built-in metrics (accuracy, balanced_accuracy, f1, "
     )
     assert fake_evaluate.calls == []  # nothing was loaded, so nothing ran
     metrics_function("classification", 2, ["glue:mrpc"], trust_remote_code=True)
@@ -123,7 +123,10 @@ def test_watched_metric_from_extra_metrics_is_checked_by_computing_them(fake_eva
     message = str(error.value)
     assert "early_stopping.metric: the evaluation does not report 'exact_mach'" in message
     assert "did you mean 'exact_match'" in message
-    assert "it reports accuracy, exact_match, f1_macro, loss, mcc" in message
+    assert (
+        "it reports accuracy, balanced_accuracy, exact_match, f1_macro, loss, mcc, recall_0, recall_1, recall_2"
+        in message
+    )
 
 
 def test_perfect_predictions_score_perfectly_for_every_task():
@@ -141,3 +144,28 @@ def test_perfect_predictions_score_perfectly_for_every_task():
         assert task_metrics(task, logits, gold, num_labels, label_names=names)[metric] == pytest.approx(
             1.0
         ), task
+
+
+def test_imbalanced_metrics_see_through_a_majority_answer():
+    # 9 negatives, 1 positive; the model says negative to all but one negative
+    labels = np.array([0] * 9 + [1])
+    logits = np.eye(2)[[0] * 8 + [1, 0]]
+    metrics = classification_metrics(logits, labels, 2, ["neg", "pos"])
+    assert metrics["accuracy"] == pytest.approx(0.8)
+    assert metrics["recall_neg"] == pytest.approx(8 / 9) and metrics["recall_pos"] == 0.0
+    assert metrics["balanced_accuracy"] == pytest.approx((8 / 9 + 0) / 2)
+
+
+def test_balanced_accuracy_averages_the_classes_the_gold_labels_hold():
+    labels = np.array([0, 0, 1, 1])
+    logits = np.eye(3)[[0, 1, 1, 2]]  # class 2 never gold: no recall to average
+    metrics = classification_metrics(logits, labels, 3)
+    assert metrics["balanced_accuracy"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert metrics["recall_2"] == 0.0
+
+
+def test_per_class_recall_can_be_watched_when_the_label_exists():
+    check_watched_metric("recall_pos", "classification", 2, [], ["neg", "pos"])
+    check_watched_metric("balanced_accuracy", "classification", 3, [], ["a", "b", "c"])
+    with pytest.raises(FinetuneError, match="does not report 'recall_positive'.*recall_pos"):
+        check_watched_metric("recall_positive", "classification", 2, [], ["neg", "pos"])
