@@ -18,7 +18,7 @@ LAYERS = [
     ["recipe"],
     ["runs"],
     ["distributed"],
-    ["data", "regularization"],
+    ["data", "regularization", "calibration"],
     ["model"],
     ["layers"],
     ["optimizer"],

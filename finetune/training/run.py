@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetune.calibration.calibrate import calibrate_run
 from finetune.data.columns import LABEL
 from finetune.data.splits import TaskData
 from finetune.data.task_data import load_task_data, tokenize
@@ -322,6 +323,8 @@ def run_in(
     check = check_learning(run, final, initial)
     if not check["learned"]:
         say(warning_text(check))
+    # temperature scaling on the validation logits, folded into the head before it is saved
+    calibration = calibrate_run(recipe, run.model, trainer, run.data.validation[LABEL], run.data.num_labels)
 
     # several processes holding whole replicas: a hash of each one's final weights (all take part)
     fingerprints = replica_fingerprints(trainer.model, recipe.distributed, trainer.args.use_cpu)
@@ -338,6 +341,8 @@ def run_in(
         f"reused the evaluation at step {early.best_step}" if reused else "evaluated"
     )
     results["learning_check"] = check
+    if calibration is not None:
+        results["calibration"] = calibration
     results["skipped_steps"] = guard.skipped_steps  # non-finite losses skipped (guards.nonfinite_loss)
     if trainer.prefix_cache is not None:
         results["prefix_cache"] = trainer.prefix_cache.summary()

@@ -1,0 +1,76 @@
+"""A run's calibration step: fit T on the restored weights' validation logits, fold it, record it.
+
+It reuses the logits of the final evaluation (the Trainer's gathered, data-ordered predictions that
+`compute_metrics` keeps, training/metrics.py) instead of another pass over the validation split.
+T is fitted on the main process and shared, so every replica folds the same number before the
+model is saved (saving may be collective). Only the validation split is used: never a test file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from finetune.calibration.folding import fold_temperature
+from finetune.calibration.temperature import calibration_summary, fit_temperature
+from finetune.distributed.processes import process_count, replicas_are_whole, say, share_from_main
+from finetune.recipe import Recipe
+
+CONFIG_KEY = "finetune_calibration"  # in the saved config.json: what was folded into the head
+RECORDED = ("temperature", "bins", "examples", "ece_before", "ece_after", "nll_before", "nll_after")
+
+
+def validation_logits(trainer: Any, expected: int) -> np.ndarray:
+    """The final evaluation's logits; evaluated again only if they are missing (every process agrees:
+    the Trainer gathers predictions on all of them)."""
+    logits = trainer.compute_metrics.last_outputs
+    if logits is None or len(logits) != expected:
+        trainer.evaluate()
+        logits = trainer.compute_metrics.last_outputs
+    return np.asarray(logits, dtype=np.float64)
+
+
+def skip_reason(recipe: Recipe, cpu: bool) -> str | None:
+    """Why this run does not calibrate (None: it does). Explicit `true` where impossible is refused by
+    the recipe (recipe/schema.py); `auto` skips quietly for other tasks and says why for sharding."""
+    if not recipe.calibration.wanted(recipe.model.task):
+        return "off"
+    if process_count() > 1 and not replicas_are_whole(recipe.distributed, cpu):
+        return f"skipped: {recipe.distributed.strategy} shards the head, which cannot be rescaled in place"
+    return None
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One console line: T and what it did to the validation split's ECE and NLL."""
+    return (
+        f"calibration: temperature {summary['temperature']:.3f} fitted on {summary['examples']:,} "
+        f"validation examples; ECE {summary['ece_before']:.4f} -> {summary['ece_after']:.4f}, "
+        f"NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f} (on the split T was fitted on)"
+    )
+
+
+def calibrate_run(
+    recipe: Recipe, model: Any, trainer: Any, labels: list[int], num_labels: int
+) -> dict | None:
+    """Fit, fold and record temperature scaling for a finished run; its summary for results.json.
+
+    Every process calls it (the fit is shared from the main one); None when calibration is off.
+    """
+    reason = skip_reason(recipe, trainer.args.use_cpu)
+    if reason is not None:
+        if reason != "off":
+            say(f"calibration: {reason}")
+        return None if reason == "off" else {"skipped": reason}
+    logits = validation_logits(trainer, len(labels))
+    targets = np.asarray(labels, dtype=int)
+    bins = recipe.calibration.bins
+
+    def fit() -> dict[str, Any]:
+        return calibration_summary(logits, targets, fit_temperature(logits, targets), bins)
+
+    summary = share_from_main(fit, trainer.args.use_cpu)
+    summary["folded_into"] = fold_temperature(model, summary["temperature"], num_labels)
+    model.config.update({CONFIG_KEY: {key: summary[key] for key in RECORDED}})
+    say(describe(summary))
+    return summary
