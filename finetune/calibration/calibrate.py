@@ -18,17 +18,21 @@ from finetune.distributed.processes import process_count, replicas_are_whole, sa
 from finetune.recipe import Recipe
 
 CONFIG_KEY = "finetune_calibration"  # in the saved config.json: what was folded into the head
+ALL_RIGHT = (
+    "skipped: every validation example is answered right, so the validation NLL has no minimum (it "
+    "falls as T -> 0, towards certainty); the saved probabilities are the model's own"
+)
 RECORDED = ("temperature", "bins", "examples", "ece_before", "ece_after", "nll_before", "nll_after")
 
 
-def validation_logits(trainer: Any, expected: int) -> np.ndarray:
-    """The final evaluation's logits; evaluated again only if they are missing (every process agrees:
-    the Trainer gathers predictions on all of them)."""
-    logits = trainer.compute_metrics.last_outputs
-    if logits is None or len(logits) != expected:
+def validation_outputs(trainer: Any, expected: int) -> tuple[np.ndarray, np.ndarray]:
+    """The final evaluation's logits and labels, paired as the evaluation saw them (its order is
+    longest-first, not the data's); evaluated again only if missing (every process agrees: the
+    Trainer gathers predictions on all of them)."""
+    compute = trainer.compute_metrics
+    if compute.last_outputs is None or len(compute.last_outputs) != expected:
         trainer.evaluate()
-        logits = trainer.compute_metrics.last_outputs
-    return np.asarray(logits, dtype=np.float64)
+    return np.asarray(compute.last_outputs, dtype=np.float64), np.asarray(compute.last_labels, dtype=int)
 
 
 def skip_reason(recipe: Recipe, cpu: bool) -> str | None:
@@ -50,9 +54,7 @@ def describe(summary: dict[str, Any]) -> str:
     )
 
 
-def calibrate_run(
-    recipe: Recipe, model: Any, trainer: Any, labels: list[int], num_labels: int
-) -> dict | None:
+def calibrate_run(recipe: Recipe, model: Any, trainer: Any, examples: int, num_labels: int) -> dict | None:
     """Fit, fold and record temperature scaling for a finished run; its summary for results.json.
 
     Every process calls it (the fit is shared from the main one); None when calibration is off.
@@ -62,14 +64,18 @@ def calibrate_run(
         if reason != "off":
             say(f"calibration: {reason}")
         return None if reason == "off" else {"skipped": reason}
-    logits = validation_logits(trainer, len(labels))
-    targets = np.asarray(labels, dtype=int)
+    logits, targets = validation_outputs(trainer, examples)
     bins = recipe.calibration.bins
 
     def fit() -> dict[str, Any]:
+        if (logits.argmax(-1) == targets).all():
+            return {"skipped": ALL_RIGHT}
         return calibration_summary(logits, targets, fit_temperature(logits, targets), bins)
 
     summary = share_from_main(fit, trainer.args.use_cpu)
+    if "skipped" in summary:
+        say(f"calibration: {summary['skipped']}")
+        return summary
     summary["folded_into"] = fold_temperature(model, summary["temperature"], num_labels)
     model.config.update({CONFIG_KEY: {key: summary[key] for key in RECORDED}})
     say(describe(summary))

@@ -78,7 +78,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100)
         return loss
 
     optimizer.step(closure)
-    # every example right with a growing margin: the NLL falls forever as T -> 0; bound it there
+    # a safety bound: when every example is right the NLL has no minimum (it falls as T -> 0);
+    # calibration/calibrate.py does not fit then
     return float(np.clip(log_t.exp().item(), 1e-2, 1e2))
 
 

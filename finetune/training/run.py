@@ -324,7 +324,7 @@ def run_in(
     if not check["learned"]:
         say(warning_text(check))
     # temperature scaling on the validation logits, folded into the head before it is saved
-    calibration = calibrate_run(recipe, run.model, trainer, run.data.validation[LABEL], run.data.num_labels)
+    calibration = calibrate_run(recipe, run.model, trainer, len(run.data.validation), run.data.num_labels)
 
     # several processes holding whole replicas: a hash of each one's final weights (all take part)
     fingerprints = replica_fingerprints(trainer.model, recipe.distributed, trainer.args.use_cpu)

@@ -37,7 +37,9 @@ def test_nll_matches_a_hand_computation_at_two_temperatures():
     logits = np.array([[0.0, math.log(3.0)]])  # softmax: 1/4, 3/4
     assert negative_log_likelihood(logits, np.array([1])) == pytest.approx(-math.log(0.75))
     root3 = math.sqrt(3.0)  # at T = 2 the logit gap halves: p = sqrt(3) / (1 + sqrt(3))
-    assert negative_log_likelihood(logits, np.array([1]), 2.0) == pytest.approx(-math.log(root3 / (1 + root3)))
+    assert negative_log_likelihood(logits, np.array([1]), 2.0) == pytest.approx(
+        -math.log(root3 / (1 + root3))
+    )
 
 
 def noisy_logits(scale: float, noise: float, n: int = 3000, classes: int = 3, seed: int = 0):
