@@ -8,6 +8,7 @@ model is saved (saving may be collective). Only the validation split is used: ne
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,10 @@ def calibrate_run(recipe: Recipe, model: Any, trainer: Any, examples: int, num_l
     def fit() -> dict[str, Any]:
         if (logits.argmax(-1) == targets).all():
             return {"skipped": ALL_RIGHT}
-        return calibration_summary(logits, targets, fit_temperature(logits, targets), bins)
+        started = time.perf_counter()
+        temperature = fit_temperature(logits, targets)
+        seconds = round(time.perf_counter() - started, 4)
+        return {**calibration_summary(logits, targets, temperature, bins), "fit_seconds": seconds}
 
     summary = share_from_main(fit, trainer.args.use_cpu)
     if "skipped" in summary:
