@@ -34,7 +34,9 @@ def test_a_calibrated_run_saves_a_model_whose_logits_are_divided_by_t(tiny_recip
     tiny_recipe["data"]["validation"] = str(write_rows(tmp_path / "noisy-dev.csv", rows))
     tiny_recipe["model"]["name"] = "minilm-l6"  # the tiny random model learns nothing in 2 epochs
     tiny_recipe["optimizer"]["lr"] = 1e-4
-    tiny_recipe["training"]["precision"] = "fp32"  # the reloaded model computes in fp32: compare like with like
+    tiny_recipe["training"]["precision"] = (
+        "fp32"  # the reloaded model computes in fp32: compare like with like
+    )
     tiny_recipe["calibration"] = {"temperature": True, "bins": 10}
     result = train(validate_recipe(tiny_recipe))
     run_dir, calibration = result.run_dir, result.results["calibration"]

@@ -77,3 +77,20 @@ def test_missing_tracker_package_is_a_clear_error():
     if not is_wandb_available():
         with pytest.raises(FinetuneError, match="output.report_to: 'wandb' needs its package"):
             trackers(["wandb"])
+
+
+def test_report_shows_calibration_before_and_after_or_why_it_was_skipped(run_dir, tmp_path):
+    results = json.loads((run_dir / "results.json").read_text())
+    calibration = results["calibration"]  # `auto` calibrates the fixture's classification run
+    text = (run_dir / "report.md").read_text()
+    from finetune.runs.reading import show
+
+    assert f"| ECE (15 bins) | {show(calibration['ece_before'])} | {show(calibration['ece_after'])} |" in text
+    assert "![Reliability diagram](calibration.png)" in text and (run_dir / "calibration.png").is_file()
+    skipped = tmp_path / "skipped"
+    shutil.copytree(run_dir, skipped)
+    results["calibration"] = {"skipped": "skipped: fsdp shards the head"}
+    (skipped / "results.json").write_text(json.dumps(results))
+    (skipped / "calibration.png").unlink()
+    text = write_report(skipped).read_text()
+    assert "Temperature scaling skipped: fsdp shards the head." in text and "ECE" not in text
