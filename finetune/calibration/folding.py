@@ -5,8 +5,9 @@ DistilBERT, ModernBERT: `classifier`; RoBERTa, ELECTRA, MPNet: `classifier.out_p
 Dividing its weight and bias by T gives exactly logits / T, so a plain `from_pretrained` or
 `pipeline` returns calibrated probabilities with no finetune code. The layer is found by what it
 is, not by name: the last linear layer outside the encoder (`base_model_prefix`) with one output
-per label. Under `peft:` the head is a ModulesToSaveWrapper holding the trained copy and the
-original: both are rescaled, so the merged and the adapter-only saves both carry T.
+per label. Under `peft:` the head is a ModulesToSaveWrapper holding the trained copy (what the
+forward uses, what merging keeps and what an adapter-only save stores) and the frozen original:
+the trained copy is rescaled, so the merged and the adapter-only saves both carry T.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _adapted(model: nn.Module, name: str) -> str | None:
 
 
 def logit_layers(model: nn.Module, num_labels: int) -> list[str]:
-    """Names of the linear layer(s) that produce the logits (one, or peft's copies of the same one)."""
+    """Names of the linear layer(s) that produce the logits (one; or peft's trained copies of it)."""
     from torch import nn
 
     encoder = getattr(model, "base_model_prefix", "")
@@ -56,6 +57,8 @@ def logit_layers(model: nn.Module, num_labels: int) -> list[str]:
         )
     head = _wrapper_of(candidates[-1])
     chosen = [name for name in candidates if _wrapper_of(name) == head]
+    trained = [name for name in chosen if ".modules_to_save." in name + "."]
+    chosen = trained or chosen  # peft's frozen original copy is never used once the trained one exists
     adapted = next((found for name in chosen if (found := _adapted(model, name))), None)
     if adapted is not None:
         raise FinetuneError(
