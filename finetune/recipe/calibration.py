@@ -1,7 +1,8 @@
 """`calibration:` temperature scaling of a classifier's probabilities, fitted after training.
 
-A fine-tuned classifier's softmax is usually over-confident: of the answers it gives with 95%
-confidence, fewer than 95% are right. Temperature scaling (Guo et al., 2017) divides the logits by
+A fine-tuned classifier's softmax is rarely calibrated: of the answers it gives with 95% confidence,
+more or fewer than 95% are right (over-confident after long training, often under-confident after
+a short one). Temperature scaling (Guo et al., 2017) divides the logits by
 one number T > 0 fitted on the validation split; argmax, and so every accuracy metric, is unchanged.
 The fitted T is folded into the saved head (finetune/calibration/folding.py), so `pipeline` and
 `finetune predict` return the calibrated probabilities with no finetune code.
