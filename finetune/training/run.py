@@ -324,7 +324,9 @@ def run_in(
     if not check["learned"]:
         say(warning_text(check))
     # temperature scaling on the validation logits, folded into the head before it is saved
-    calibration = calibrate_run(recipe, run.model, trainer, len(run.data.validation), run.data.num_labels)
+    calibration = calibrate_run(
+        recipe, run.model, trainer, len(run.data.validation), run.data.num_labels, early.best_step
+    )
 
     # several processes holding whole replicas: a hash of each one's final weights (all take part)
     fingerprints = replica_fingerprints(trainer.model, recipe.distributed, trainer.args.use_cpu)

@@ -120,3 +120,13 @@ def test_auto_calibrates_single_label_classification_only():
         assert recipe.calibration.wanted(task) is wanted
         assert (skip_reason(recipe, cpu=True) is None) is wanted
     assert not validate_recipe({"calibration": {"temperature": False}}).calibration.wanted("classification")
+
+
+def test_a_run_that_hands_back_its_starting_weights_hands_them_back_unchanged(one_thread):
+    from conftest import tiny_bert
+
+    model = tiny_bert()
+    weight = model.classifier.weight.detach().clone()
+    outputs = finished([[3.0, 0.0], [0.0, 1.0], [2.0, 0.0]], [0, 1, 1])
+    summary = calibrate_run(validate_recipe({}), model, outputs, 3, 2, best_step=0)
+    assert "weights it started from" in summary["skipped"] and torch.equal(model.classifier.weight, weight)

@@ -80,17 +80,25 @@ def test_missing_tracker_package_is_a_clear_error():
 
 
 def test_report_shows_calibration_before_and_after_or_why_it_was_skipped(run_dir, tmp_path):
-    results = json.loads((run_dir / "results.json").read_text())
-    calibration = results["calibration"]  # `auto` calibrates the fixture's classification run
-    text = (run_dir / "report.md").read_text()
+    import numpy as np
+
+    from finetune.calibration.temperature import calibration_summary
+    from finetune.runs.plots import plot_calibration
     from finetune.runs.reading import show
 
-    assert f"| ECE (15 bins) | {show(calibration['ece_before'])} | {show(calibration['ece_after'])} |" in text
-    assert "![Reliability diagram](calibration.png)" in text and (run_dir / "calibration.png").is_file()
-    skipped = tmp_path / "skipped"
-    shutil.copytree(run_dir, skipped)
-    results["calibration"] = {"skipped": "skipped: fsdp shards the head"}
-    (skipped / "results.json").write_text(json.dumps(results))
-    (skipped / "calibration.png").unlink()
-    text = write_report(skipped).read_text()
-    assert "Temperature scaling skipped: fsdp shards the head." in text and "ECE" not in text
+    # the fixture's run never beat its start: it hands those weights back uncalibrated, and says so
+    assert "Temperature scaling skipped: the run hands back the weights it started from" in (
+        (run_dir / "report.md").read_text()
+    )
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(run_dir, calibrated)
+    results = json.loads((calibrated / "results.json").read_text())
+    logits = np.array([[4.0, 0.0], [3.0, 0.0], [0.0, 5.0], [0.0, 2.0]])
+    summary = calibration_summary(logits, np.array([0, 1, 1, 1]), 2.0, bins=15)
+    results["calibration"] = summary
+    (calibrated / "results.json").write_text(json.dumps(results))
+    assert plot_calibration(calibrated) == calibrated / "calibration.png"
+    text = write_report(calibrated).read_text()
+    assert f"| ECE (15 bins) | {show(summary['ece_before'])} | {show(summary['ece_after'])} |" in text
+    assert "| temperature | 1 | 2.0000 |" in text and "on the 4 validation examples" in text
+    assert "![Reliability diagram](calibration.png)" in text
