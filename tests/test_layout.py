@@ -18,7 +18,7 @@ LAYERS = [
     ["recipe"],
     ["runs"],
     ["distributed"],
-    ["data", "regularization"],
+    ["data", "regularization", "calibration"],
     ["model"],
     ["layers"],
     ["optimizer"],
@@ -32,6 +32,7 @@ LAYERS = [
 # Modules whose tests live in a test file named after another module of the same folder, and why.
 COVERED_BY = {
     "recipe/base.py": "recipe/test_recipe.py",  # the schema sections: validated as one recipe
+    "recipe/calibration.py": "calibration/test_calibrate.py",  # the key's checks, next to what it does
     "recipe/checkpoints.py": "recipe/test_recipe.py",
     "recipe/data.py": "recipe/test_recipe.py",
     "recipe/distributed.py": "recipe/test_recipe.py",

@@ -3,6 +3,7 @@
 from pydantic import Field, model_validator
 
 from .base import AUTO, Section
+from .calibration import CALIBRATED_TASKS, CalibrationSection
 from .checkpoints import CheckpointsSection
 from .data import DataSection
 from .distributed import DistributedSection
@@ -40,6 +41,7 @@ class Recipe(Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+    calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     output: OutputSection = Field(default_factory=OutputSection)
     checkpoints: CheckpointsSection = Field(default_factory=CheckpointsSection)
     guards: GuardsSection = Field(default_factory=GuardsSection)
@@ -198,6 +200,26 @@ class Recipe(Section):
         ]
         return [f"training.prefix_cache: {message}" for failed, message in needs if failed]
 
+    def _calibration_fits(self) -> list[str]:
+        """An explicit `calibration.temperature: true` where it cannot apply (see recipe/calibration.py)."""
+        if self.calibration.temperature is not True:
+            return []
+        task, spread = self.model.task, self.distributed
+        if task not in CALIBRATED_TASKS:
+            return [
+                f"calibration.temperature: temperature scaling calibrates the softmax of single-label "
+                f"classification; model.task is {task}. Set calibration.temperature: false (or auto)"
+            ]
+        sharded = spread.strategy == "fsdp" or (
+            spread.strategy == "deepspeed" and spread.deepspeed_options.stage == 3
+        )
+        if sharded:
+            return [
+                f"calibration.temperature: {spread.strategy} shards the head's weights, which cannot be "
+                f"rescaled in place; set calibration.temperature: false (or auto, which skips it) or use ddp"
+            ]
+        return []
+
     @model_validator(mode="after")
     def _sections_agree(self) -> "Recipe":
         """Checks that need two sections at once; each names the key to change."""
@@ -217,6 +239,7 @@ class Recipe(Section):
         problems += self._faults_fit_run()
         problems += self._schedule_fits_run()
         problems += self._performance_fits()
+        problems += self._calibration_fits()
         if problems:
             raise ValueError("\n".join(problems))
         return self

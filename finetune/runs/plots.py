@@ -1,4 +1,5 @@
-"""Plots of a run, drawn from its `metrics.jsonl`: learning rate, losses, validation metrics.
+"""Plots of a run, drawn from its `metrics.jsonl`: learning rate, losses, validation metrics; and
+from `results.json`, the reliability diagram of temperature scaling (finetune/calibration/).
 
 The curves stop at the Trainer's end-of-training summary: the evaluation of the restored best
 weights that follows it is the best step again, not a new point in time, so it is marked at the
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from finetune.runs.folders import during_training
+from finetune.runs.folders import RESULTS_FILE, during_training
 
 EVAL_PREFIX = "eval_"
 TIMING = ("runtime", "samples_per_second", "steps_per_second", "preparation_time")  # not metrics
@@ -114,3 +115,57 @@ def plot_run(
         plot_metrics(records, run_dir / "metrics.png", watched, best_step),
     ]
     return [p for p in written if p is not None]
+
+
+CALIBRATION_PLOT = "calibration.png"
+
+
+def _reliability_points(rows: list[dict[str, Any]]) -> tuple[list[float], list[float], list[float]]:
+    """Bin centres, accuracies and bin widths of the non-empty bins."""
+    kept = [r for r in rows if r.get("count")]
+    return (
+        [(r["lower"] + r["upper"]) / 2 for r in kept],
+        [r["accuracy"] for r in kept],
+        [r["upper"] - r["lower"] for r in kept],
+    )
+
+
+def plot_reliability(calibration: dict[str, Any] | None, path: Path) -> Path | None:
+    """Reliability diagram: accuracy per confidence bin before and after temperature scaling, against
+    the diagonal a calibrated model would follow; the ECE of each in the legend."""
+    if not calibration or "reliability_before" not in calibration:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1.2, label="perfectly calibrated")
+    for when, color, shift in (("before", "tab:red", -0.25), ("after", "tab:blue", 0.25)):
+        centres, accuracy, widths = _reliability_points(calibration[f"reliability_{when}"])
+        temperature = 1.0 if when == "before" else calibration["temperature"]
+        label = f"{when} (T = {temperature:.2f}), ECE {calibration[f'ece_{when}']:.4f}"
+        ax.bar(
+            [c + shift * w / 2 for c, w in zip(centres, widths)],
+            accuracy,
+            width=[w / 2 for w in widths],
+            color=color,
+            alpha=0.7,
+            label=label,
+        )
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (bin)", ylabel="accuracy in bin")
+    ax.set_title(f"Reliability on {calibration['examples']:,} validation examples")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_calibration(run_dir: Path) -> Path | None:
+    """`calibration.png` in the run folder from results.json's `calibration` (None when it has none)."""
+    import json
+
+    results = Path(run_dir) / RESULTS_FILE
+    if not results.is_file():
+        return None
+    calibration = json.loads(results.read_text(encoding="utf-8")).get("calibration")
+    return plot_reliability(calibration, Path(run_dir) / CALIBRATION_PLOT)

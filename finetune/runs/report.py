@@ -13,6 +13,7 @@ from typing import Any
 
 from finetune.runs.folders import METRICS_FILE, MODEL_DIR, RECIPE_FILE, RESULTS_FILE, during_training
 from finetune.runs.model_card import write_model_card
+from finetune.runs.plots import CALIBRATION_PLOT
 from finetune.runs.reading import TASK_WORDS, changed_keys, duration, read_run, show, show_value, table
 
 REPORT_FILE = "report.md"
@@ -97,6 +98,40 @@ def _results_section(results: dict[str, Any]) -> list[str]:
         *table(["validation metric", *(title for title, _ in columns)], rows),
         "",
         *note,
+    ]
+
+
+def _calibration_section(results: dict[str, Any], run_dir: Path) -> list[str]:
+    """Temperature scaling (finetune/calibration/): T, ECE and NLL before and after, the diagram."""
+    calibration = results.get("calibration")
+    if not calibration:
+        return []
+    if "skipped" in calibration:
+        return ["## Calibration", "", f"Temperature scaling {calibration['skipped']}.", ""]
+    rows = [
+        ["temperature", "1", show(calibration["temperature"])],
+        [
+            f"ECE ({calibration['bins']} bins)",
+            show(calibration["ece_before"]),
+            show(calibration["ece_after"]),
+        ],
+        ["NLL", show(calibration["nll_before"]), show(calibration["nll_after"])],
+    ]
+    plot = (
+        [f"![Reliability diagram]({CALIBRATION_PLOT})", ""] if (run_dir / CALIBRATION_PLOT).is_file() else []
+    )
+    return [
+        "## Calibration",
+        "",
+        f"Temperature scaling fitted on the {calibration['examples']:,} validation examples and folded into "
+        f"the saved head (logits / T): the saved model's probabilities are the calibrated ones; its "
+        f"answers, and every accuracy metric, are unchanged. The figures after are measured on the "
+        f"split T was fitted on, so they flatter it a little (benchmarks/calibration.md measures on "
+        f"held-out data).",
+        "",
+        *table(["validation", "before", "after"], rows),
+        "",
+        *plot,
     ]
 
 
@@ -248,7 +283,7 @@ def render_report(run: dict[str, Any]) -> str:
         lines += ["This run has no `results.json`: it did not finish.", ""]
     else:
         lines += _learning_warning(results) + [_summary(run), ""]
-        lines += _results_section(results) + _evaluations(run)
+        lines += _results_section(results) + _calibration_section(results, run_dir) + _evaluations(run)
     lines += _plots(run_dir)
     if results:
         lines += _what_trained(recipe, results)

@@ -296,6 +296,7 @@ def metrics_function(
         compute.last_outputs = (
             logits  # the latest evaluation's outputs (training/learning_check.py reads them)
         )
+        compute.last_labels = labels  # in the same order (calibration/calibrate.py pairs them)
         metrics = task_metrics(task, logits, labels, num_labels, threshold, label_names)
         predictions = decisions(task, logits, threshold)
         for metric in extras:
@@ -304,5 +305,5 @@ def metrics_function(
                     metrics[key] = float(value)
         return metrics
 
-    compute.last_outputs = None
+    compute.last_outputs = compute.last_labels = None
     return compute

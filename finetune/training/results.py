@@ -11,7 +11,7 @@ from finetune.distributed.processes import is_main_process
 from finetune.layers.freezing import FreezeSummary
 from finetune.recipe import Recipe
 from finetune.runs.folders import MODEL_DIR, environment, peak_rss_mb, read_metrics, write_results
-from finetune.runs.plots import plot_run
+from finetune.runs.plots import plot_calibration, plot_run
 from finetune.runs.report import write_run_documents
 from finetune.training.callbacks import EarlyStopping
 from finetune.training.guards import FaultGuard, RunInterrupted, TrainingDiverged, resume_command
@@ -26,6 +26,7 @@ def write_documents(run_dir: Path, run: Prepared) -> None:
     ending (completed, early-stopped, diverged, interrupted) leaves them."""
     if run.recipe.output.plots:
         plot_run(run_dir, read_metrics(run_dir), watched=run.metric, best_step=run.early.best_step)
+        plot_calibration(run_dir)  # the reliability diagram, when the run calibrated
     write_run_documents(run_dir)  # report.md, and the model card in model/README.md
 
 

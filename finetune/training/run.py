@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetune.calibration.calibrate import calibrate_run
 from finetune.data.class_weights import weight_vector
 from finetune.data.columns import LABEL
 from finetune.data.splits import TaskData
@@ -40,6 +41,7 @@ from finetune.runs.folders import (
     write_results,
 )
 from finetune.runs.resume import ResumePoint, discard_unstarted_run, saved_recipe
+from finetune.training.arguments import batch_line
 from finetune.training.callbacks import (
     EarlyStopping,
     JsonlLogger,
@@ -82,7 +84,8 @@ def build_trainer(
     """The RecipeTrainer with tokenized data, metrics and the recipe's callbacks."""
     from transformers import DataCollatorWithPadding
 
-    from finetune.training.trainer import RecipeTrainer, point_tensorboard_at, training_arguments
+    from finetune.training.arguments import point_tensorboard_at, training_arguments
+    from finetune.training.trainer import RecipeTrainer
 
     max_length = recipe.data.max_length
     words = recipe.model.task == "token_classification"  # word lists, labels aligned to sub-words
@@ -333,6 +336,10 @@ def run_in(
     check = check_learning(run, final, initial)
     if not check["learned"]:
         say(warning_text(check))
+    # temperature scaling on the validation logits, folded into the head before it is saved
+    calibration = calibrate_run(
+        recipe, run.model, trainer, len(run.data.validation), run.data.num_labels, early.best_step
+    )
 
     # several processes holding whole replicas: a hash of each one's final weights (all take part)
     fingerprints = replica_fingerprints(trainer.model, recipe.distributed)
@@ -351,6 +358,8 @@ def run_in(
     results["learning_check"] = check
     if recipe.loss.active:  # the numbers trained with (recipe.yaml has them too)
         results["loss"] = recipe.loss.model_dump(mode="json")
+    if calibration is not None:
+        results["calibration"] = calibration
     results["skipped_steps"] = guard.skipped_steps  # non-finite losses skipped (guards.nonfinite_loss)
     if trainer.prefix_cache is not None:
         results["prefix_cache"] = trainer.prefix_cache.summary()
@@ -366,22 +375,6 @@ def run_in(
         f"{early.stop_reason()}; best {run.metric} {early.best} at step {early.best_step}. Results: {run_dir}"
     )
     return RunResult(run_dir=run_dir, results=results, trainer=trainer)
-
-
-def batch_line(trainer: Any) -> str:
-    """`batch: 32 per optimizer step = 8 per device x 2 processes x 2 accumulation steps; 120 steps`."""
-    args = trainer.args
-    per_device, processes, accumulation = (
-        args.per_device_train_batch_size,
-        args.world_size,
-        args.gradient_accumulation_steps,
-    )
-    total = per_device * processes * accumulation
-    return (
-        f"batch: {total} per optimizer step = {per_device} per device x {processes} "
-        f"process{'es' if processes > 1 else ''} x {accumulation} accumulation step"
-        f"{'s' if accumulation > 1 else ''}; {trainer.planned_steps()} optimizer steps"
-    )
 
 
 def check_data_files(run_dir: Path, sources: dict[str, str], resumed: bool) -> None:

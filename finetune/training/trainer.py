@@ -3,8 +3,7 @@
 `RecipeTrainer` only adapts: parameter groups and the optimizer come from `optimizer/`, the LR
 schedule from `schedules/`, the loss from `regularization/`, callbacks from the assembler
 (training/run.py); the Trainer (on Accelerate) keeps the loop, devices, mixed precision and
-distribution. `training_arguments` maps recipe sections onto `TrainingArguments` in one place, so
-every recipe key has exactly one effect.
+distribution; `training/arguments.py` maps recipe sections onto its `TrainingArguments`.
 
 Public hooks where they serve (`create_optimizer`, `create_scheduler`, `compute_loss`,
 `training_step`, `evaluation_loop`, `log`, callbacks). Five private methods have no public
@@ -28,22 +27,18 @@ from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.training_args import ParallelMode
 
 from finetune.data import samplers
-from finetune.distributed.devices import resolve_precision
 from finetune.distributed.processes import (
     EpochSeededSampler,
     LateParameterSync,
     SamplerEpoch,
-    process_count,
-    strategy_arguments,
 )
 from finetune.distributed.sharding import full_state_dict
-from finetune.errors import FinetuneError
 from finetune.optimizer.param_groups import build_optimizer, param_groups
 from finetune.recipe import Recipe
 from finetune.regularization.losses import forward_inputs, loss_terms, pretrained_anchors
@@ -52,73 +47,6 @@ from finetune.schedules.formulas import build_scheduler
 from finetune.schedules.scheduler import innermost
 from finetune.training.checkpoints import restore_training_state, save_checkpoint
 from finetune.training.guards import FaultGuard
-
-
-def trackers(names: list[str]) -> list[str] | str:
-    """`output.report_to` for the Trainer's integrations; a missing package is a clear error."""
-    from transformers.integrations import is_mlflow_available, is_tensorboard_available, is_wandb_available
-
-    available = {
-        "tensorboard": is_tensorboard_available,
-        "wandb": is_wandb_available,
-        "mlflow": is_mlflow_available,
-    }
-    for name in names:
-        if not available[name]():
-            raise FinetuneError(f"output.report_to: '{name}' needs its package; pip install {name}")
-    return list(names) or "none"
-
-
-def point_tensorboard_at(trainer: Trainer, folder: Path) -> None:
-    """Make the Trainer's TensorBoard integration write to `folder` (its default is under output_dir)."""
-    from transformers.integrations import TensorBoardCallback
-
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback):
-            callback.logging_dir = str(folder)
-
-
-def training_arguments(recipe: Recipe, output_dir: Path) -> TrainingArguments:
-    """The `TrainingArguments` a recipe implies (optimizer and schedule are built by the trainer)."""
-    training, evaluation = recipe.training, recipe.evaluation
-    use_cpu = training.cpu or not torch.cuda.is_available()
-    precision = resolve_precision(training.precision, use_cpu)
-    by_steps = evaluation.every != "epoch"
-    per_device, accumulation = training.batch_plan(process_count())
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=per_device,
-        per_device_eval_batch_size=evaluation.batch_size,
-        gradient_accumulation_steps=accumulation,
-        num_train_epochs=training.epochs,
-        max_steps=training.max_steps or -1,
-        learning_rate=recipe.optimizer.lr,
-        weight_decay=recipe.optimizer.weight_decay,
-        max_grad_norm=recipe.regularization.clip_grad_norm or 0.0,
-        eval_strategy="steps" if by_steps else "epoch",
-        eval_steps=evaluation.every if by_steps else None,
-        save_strategy="no",  # checkpoints.CheckpointCadence decides, RecipeTrainer writes them atomically
-        logging_strategy="steps",
-        logging_steps=training.logging_steps,
-        seed=training.seed,
-        data_seed=training.seed,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=use_cpu,
-        train_sampling_strategy="group_by_length" if training.group_by_length else "random",
-        length_column_name="length",
-        dataloader_num_workers=training.dataloader_workers,
-        dataloader_pin_memory=training.pin_memory,
-        torch_compile=training.compile,
-        # non-reentrant: gradients reach trainable layers above frozen embeddings (see layers/freezing.py)
-        activation_checkpointing=training.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if training.gradient_checkpointing else None,
-        report_to=trackers(recipe.output.report_to),
-        include_num_input_tokens_seen="non_padding",
-        disable_tqdm=False,
-        **strategy_arguments(recipe.distributed, cpu=use_cpu),
-    )
-
 
 # Parameter-group keys that come from the recipe (optimizer.*): a resume re-applies them.
 RECIPE_GROUP_SETTINGS = ("initial_lr", "weight_decay", "betas", "eps", "momentum", "nesterov")

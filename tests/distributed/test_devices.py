@@ -71,7 +71,7 @@ def test_auto_on_this_machines_gpu():
 
 def arguments(tiny_recipe, tmp_path, **training):
     from finetune.recipe import validate_recipe
-    from finetune.training.trainer import training_arguments
+    from finetune.training.arguments import training_arguments
 
     tiny_recipe["training"].update(training)
     return training_arguments(validate_recipe(tiny_recipe), tmp_path / "checkpoints")

@@ -271,7 +271,7 @@ def test_reentrant_checkpointing_without_input_gradients_is_the_trap_we_avoid():
 
 def test_the_recipe_switch_maps_to_non_reentrant_checkpointing(tmp_path):
     from finetune.recipe import validate_recipe
-    from finetune.training.trainer import training_arguments
+    from finetune.training.arguments import training_arguments
 
     args = training_arguments(validate_recipe({"training": {"gradient_checkpointing": True}}), tmp_path)
     assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}

@@ -51,3 +51,32 @@ def test_without_a_best_step_nothing_is_marked(tmp_path, monkeypatch):
     labels = [line.get_label() for line in axes["Validation metrics"].get_lines()]
     assert labels == ["accuracy (watched)"]
     plt.close("all")
+
+
+def test_reliability_diagram_draws_each_non_empty_bins_accuracy_before_and_after(monkeypatch, tmp_path):
+    from finetune.runs.plots import plot_reliability
+
+    def bins(accuracies):
+        return [
+            {"lower": i / 4, "upper": (i + 1) / 4, "count": 0 if a is None else 5, "accuracy": a}
+            for i, a in enumerate(accuracies)
+        ]
+
+    calibration = {
+        "temperature": 2.0,
+        "examples": 20,
+        "ece_before": 0.3,
+        "ece_after": 0.05,
+        "reliability_before": bins([None, None, 0.6, 0.7]),
+        "reliability_after": bins([None, 0.55, 0.7, None]),
+    }
+    plt.close("all")
+    with monkeypatch.context() as patch:
+        patch.setattr(plt, "close", lambda fig=None: None)
+        assert plot_reliability(calibration, tmp_path / "calibration.png").is_file()
+        (ax,) = plt.gcf().axes
+    heights = [[bar.get_height() for bar in container] for container in ax.containers]
+    assert heights == [[0.6, 0.7], [0.55, 0.7]]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "before (T = 1.00), ECE 0.3000" in labels and "after (T = 2.00), ECE 0.0500" in labels
+    assert plot_reliability(None, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -7,7 +7,7 @@ import pytest
 
 from finetune.errors import FinetuneError
 from finetune.runs.report import write_report
-from finetune.training.trainer import trackers
+from finetune.training.arguments import trackers
 
 
 def test_report_tells_the_story_of_the_run(run_dir):
@@ -77,3 +77,28 @@ def test_missing_tracker_package_is_a_clear_error():
     if not is_wandb_available():
         with pytest.raises(FinetuneError, match="output.report_to: 'wandb' needs its package"):
             trackers(["wandb"])
+
+
+def test_report_shows_calibration_before_and_after_or_why_it_was_skipped(run_dir, tmp_path):
+    import numpy as np
+
+    from finetune.calibration.temperature import calibration_summary
+    from finetune.runs.plots import plot_calibration
+    from finetune.runs.reading import show
+
+    # the fixture's run never beat its start: it hands those weights back uncalibrated, and says so
+    assert "Temperature scaling skipped: the run hands back the weights it started from" in (
+        (run_dir / "report.md").read_text()
+    )
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(run_dir, calibrated)
+    results = json.loads((calibrated / "results.json").read_text())
+    logits = np.array([[4.0, 0.0], [3.0, 0.0], [0.0, 5.0], [0.0, 2.0]])
+    summary = calibration_summary(logits, np.array([0, 1, 1, 1]), 2.0, bins=15)
+    results["calibration"] = summary
+    (calibrated / "results.json").write_text(json.dumps(results))
+    assert plot_calibration(calibrated) == calibrated / "calibration.png"
+    text = write_report(calibrated).read_text()
+    assert f"| ECE (15 bins) | {show(summary['ece_before'])} | {show(summary['ece_after'])} |" in text
+    assert "| temperature | 1 | 2.0000 |" in text and "on the 4 validation examples" in text
+    assert "![Reliability diagram](calibration.png)" in text

@@ -1,0 +1,1 @@
+"""Calibration: temperature scaling fitted on the validation split, measured, folded into the head."""
