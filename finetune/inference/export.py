@@ -277,6 +277,7 @@ def export_run(
     check_output_dir(folder, source, model_dir, overwrite)
     require_onnx()
     predictor = load_predictor(source, device="cpu")
+    predictor.model.float()  # a CPU graph in fp32, whatever precision the weights were saved in
     texts, where = parity_texts(predictor, source, data, max_texts)
     names = model_inputs(predictor.model, predictor.tokenizer)
     prepare_folder(folder, overwrite)
