@@ -201,7 +201,10 @@ def add_export_command(commands: argparse._SubParsersAction) -> None:
         "--data", type=Path, help="texts to check parity on (default: the run's validation split)"
     )
     export.add_argument(
-        "--max-texts", type=int, default=1000, help="check parity on at most this many texts (default 1000)"
+        "--max-texts",
+        type=int,
+        default=1000,
+        help="check parity on at most this many texts (default 1000; 0: all)",
     )
     export.add_argument("--batch-size", type=int, default=32, help="texts per batch in the parity check")
     export.set_defaults(handler=cmd_export)

@@ -93,6 +93,8 @@ def parity_texts(
         texts, where = read_inputs(predictor, data), str(data)
     else:
         texts, where = _validation_split(source)
+    if len(texts) == 0:
+        raise FinetuneError(f"{where}: no texts to check the export on; give a file with texts (--data)")
     if max_texts and len(texts) > max_texts:
         texts, where = texts.select(range(max_texts)), f"the first {max_texts:,} of {where}"
     return texts.remove_columns([c for c in texts.column_names if c.startswith("label")]), where
@@ -282,19 +284,27 @@ def export_run(
     names = model_inputs(predictor.model, predictor.tokenizer)
     prepare_folder(folder, overwrite)
     started = time.perf_counter()
+    files, info = write_folder(predictor, names, folder, quantize)
+    seconds = time.perf_counter() - started
+    limits = {"max_abs_diff": tolerance, "agreement": min_agreement}
+    results = check_parity(predictor, encode(predictor, texts), files, batch_size, limits)
+    return _finish(folder, info, results, where, batch_size, seconds)
+
+
+def write_folder(
+    predictor: Predictor, names: list[str], folder: Path, quantize: str | None
+) -> tuple[list[Path], dict[str, Any]]:
+    """The graph(s), the tokenizer, the config and export.json: everything but the parity report."""
     opset = export_graph(predictor, names, folder / FP32_FILE)
     files = [folder / FP32_FILE]
     if quantize == "int8":
         quantize_int8(folder / FP32_FILE, folder / INT8_FILE)
         files.append(folder / INT8_FILE)
-    seconds = time.perf_counter() - started
     predictor.tokenizer.save_pretrained(folder)
     predictor.model.config.save_pretrained(folder)
     info = describe(predictor, names, opset, files)
     (folder / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    limits = {"max_abs_diff": tolerance, "agreement": min_agreement}
-    results = check_parity(predictor, encode(predictor, texts), files, batch_size, limits)
-    return _finish(folder, info, results, where, batch_size, seconds)
+    return files, info
 
 
 def _check_options(fmt: str, quantize: str | None, tolerance: float, min_agreement: float) -> None:
