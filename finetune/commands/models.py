@@ -1,4 +1,4 @@
-"""`finetune predict`, `evaluate`, `compare` and `report`: using and reading what runs left behind."""
+"""`finetune predict`, `evaluate`, `export`, `compare` and `report`: using and reading what runs left behind."""
 
 from __future__ import annotations
 
@@ -56,6 +56,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"wrote evaluation.json, predictions.jsonl, {', '.join(summary['figures'])} to {summary['output_dir']}"
     )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from finetune.inference.export import export_run
+
+    summary = export_run(
+        args.source,
+        args.output,
+        fmt=args.format,
+        quantize=args.quantize,
+        tolerance=args.tolerance,
+        min_agreement=args.min_agreement,
+        data=args.data,
+        max_texts=args.max_texts,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"exported {', '.join(summary['files'])} (opset {summary['opset']}; inputs {', '.join(summary['inputs'])}; "
+        f"dynamic batch and sequence) in {summary['export_seconds']:.1f} s"
+    )
+    print(f"parity on {summary['parity'][0].texts:,} texts, {summary['texts_from']}:")
+    for result in summary["parity"]:
+        print(f"  {result.line()}")
+    print(f"wrote the model, tokenizer, config.json, export.json and parity.json to {summary['output_dir']}")
     return 0
 
 
@@ -128,6 +154,8 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    add_export_command(commands)
+
     compare = commands.add_parser(
         "compare", help="table of how runs differ and score, and their validation curves"
     )
@@ -141,3 +169,42 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="(re)write report.md and the model card of a run folder")
     report.add_argument("run", type=Path, metavar="RUN_DIR")
     report.set_defaults(handler=cmd_report)
+
+
+def add_export_command(commands: argparse._SubParsersAction) -> None:
+    """`finetune export`: an ONNX folder that onnxruntime runs, checked against the PyTorch model."""
+    export = commands.add_parser(
+        "export", help="export a trained model to ONNX (optionally int8), checked against PyTorch"
+    )
+    export.add_argument(
+        "source", type=Path, help="a run folder (uses its model/ and recipe.yaml) or a model folder"
+    )
+    export.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default onnx)")
+    export.add_argument(
+        "--quantize", choices=["int8"], help="also write model.int8.onnx (dynamic int8 quantization)"
+    )
+    export.add_argument("--output", type=Path, help="folder to write (default: <run>/export-onnx)")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier export in a non-empty --output folder"
+    )
+    export.add_argument(
+        "--tolerance",
+        type=float,
+        help="largest |logit difference| allowed for model.onnx (default 1e-3)",
+    )
+    export.add_argument(
+        "--min-agreement",
+        type=float,
+        help="share of predictions model.int8.onnx must agree on (default 0.99)",
+    )
+    export.add_argument(
+        "--data", type=Path, help="texts to check parity on (default: the run's validation split)"
+    )
+    export.add_argument(
+        "--max-texts",
+        type=int,
+        default=1000,
+        help="check parity on at most this many texts (default 1000; 0: all)",
+    )
+    export.add_argument("--batch-size", type=int, default=32, help="texts per batch in the parity check")
+    export.set_defaults(handler=cmd_export)
