@@ -140,7 +140,14 @@ class Recipe(Section):
             "mixout": reg.mixout > 0,
             "swa_start": reg.swa_start is not None,
         }
-        return [
+        problems = []
+        if self.peft.enabled:
+            problems.append(
+                "peft: adapters with distributed.strategy fsdp are not supported: their weights are saved "
+                "by the main process alone, which holds only a shard of them; use strategy ddp (the "
+                "adapters are small, and DDP trains them on whole replicas)"
+            )
+        return problems + [
             f"regularization.{key}: reads whole weights outside the forward pass, and with "
             f"distributed.strategy fsdp each process holds only a shard of them; use strategy ddp, or "
             f"turn {key} off" + (" (optimizer.weight_decay is the sharding-safe L2)" if key == "l2" else "")

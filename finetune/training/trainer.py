@@ -45,6 +45,7 @@ from finetune.regularization.losses import forward_inputs, loss_terms, pretraine
 from finetune.regularization.swa import StochasticWeightAveraging
 from finetune.schedules.formulas import build_scheduler
 from finetune.schedules.scheduler import innermost
+from finetune.training.callbacks import FirstStepClock
 from finetune.training.checkpoints import restore_training_state, save_checkpoint
 from finetune.training.guards import FaultGuard
 
@@ -83,6 +84,9 @@ class RecipeTrainer(Trainer):
         self.sampler_epoch = SamplerEpoch()
         self.add_callback(self.sampler_epoch)
         self.evaluation_seconds = 0.0  # spent in evaluations during `train` (see `evaluate`)
+        self.all_evaluation_seconds = 0.0  # every evaluation: before, during and after training
+        self.clock = FirstStepClock()  # when the first optimizer step ended (results.json time_split)
+        self.add_callback(self.clock)
         self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
         self.deferred_save_step: int | None = None  # see _maybe_log_save_evaluate
         self.swa = next((c for c in callbacks if isinstance(c, StochasticWeightAveraging)), None)
@@ -206,10 +210,13 @@ class RecipeTrainer(Trainer):
         try:
             return super().evaluate(*args, **kwargs)
         finally:
+            seconds = time.perf_counter() - started
+            self.all_evaluation_seconds += seconds
             if self.is_in_train:
-                self.evaluation_seconds += time.perf_counter() - started
+                self.evaluation_seconds += seconds
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
+        self.train_began_at, self.evaluation_seconds_before = time.time(), self.all_evaluation_seconds
         # An evaluation before training prepares the model for evaluation only, and Accelerate then
         # returns it as "already prepared" when training asks for DDP: the processes would train
         # unsynchronised replicas (seen with transformers 5.23 / accelerate 1.15; tests/distributed/test_launch.py).

@@ -116,6 +116,11 @@ def test_sharded_weights_snapshot_restore_and_gather_whole(one_process_group):
     assert torch.equal(full_state_dict(model)["classifier.bias"], before["classifier.bias"] + 2)
 
 
+def test_adapters_are_refused_under_fsdp():
+    with pytest.raises(RecipeError, match="peft: adapters with distributed.strategy fsdp are not supported"):
+        validate_recipe({"distributed": {"strategy": "fsdp"}, "peft": {"method": "lora"}})
+
+
 @pytest.mark.parametrize(
     ("regularization", "key"),
     [
@@ -229,3 +234,38 @@ def test_fsdp_checkpoints_hold_whole_loadable_weights(runs):
     best = sorted((folder / "checkpoints").glob("best-*"))
     assert best, "early stopping's best weights were written"
     AutoModelForSequenceClassification.from_pretrained(best[-1])
+
+
+@pytest.mark.distributed
+def test_fsdp_freezes_decays_and_reinitialises_like_one_process(tiny_model_dir, tmp_path):
+    """FSDP2 shards each parameter on its own: frozen and trainable parameters share units, each
+    group keeps its LR, re-initialised blocks start alike on every process."""
+    from conftest import sentiment_rows, write_rows
+
+    data = {
+        "train": str(write_rows(tmp_path / "train.csv", sentiment_rows(4))),
+        "validation": str(write_rows(tmp_path / "dev.csv", sentiment_rows(1))),
+    }
+    recipe = recipe_for(tiny_model_dir, data, tmp_path / "two", "fsdp")
+    recipe["freeze"] = {"embeddings": True, "bottom": 1}
+    recipe["layer_lr"] = {"decay": 0.5}
+    recipe["reinit"] = {"top": 1}
+    recipe["training"]["epochs"] = 1
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "finetune.cli", "launch", "--cpu", "--num-processes", "2", str(path)]
+    done = run_processes(launch, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "fsdp: model sharded over 2 processes" in done.stdout
+    (two,) = (tmp_path / "two").iterdir()
+    recipe["output"]["root"] = str(tmp_path / "one")
+    one = train(validate_recipe(recipe)).run_dir
+
+    start, end = load_file(tiny_model_dir / "model.safetensors"), weights(two)
+    frozen = [k for k in start if k.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
+    assert frozen and all(torch.equal(start[k], end[k]) for k in frozen)  # frozen stayed put
+    top = f"bert.encoder.layer.{len({k.split('.')[3] for k in start if '.layer.' in k}) - 1}."
+    assert any(not torch.equal(start[k], end[k]) for k in start if k.startswith(top))
+    assert largest_difference(end, weights(one)) < 1e-6  # the same LRs per group, the same re-init
+    assert logged_losses(two) == pytest.approx(logged_losses(one), rel=1e-6)
