@@ -239,7 +239,8 @@ def test_fsdp_checkpoints_hold_whole_loadable_weights(runs):
 @pytest.mark.distributed
 def test_fsdp_freezes_decays_and_reinitialises_like_one_process(tiny_model_dir, tmp_path):
     """FSDP2 shards each parameter on its own: frozen and trainable parameters share units, each
-    group keeps its LR, re-initialised blocks start alike on every process."""
+    group keeps its LR, re-initialised blocks start alike on every process; the loss's per-example
+    terms (label smoothing, R-Drop, class weights, focal) are the same sums as in one process."""
     from conftest import sentiment_rows, write_rows
 
     data = {
@@ -250,6 +251,8 @@ def test_fsdp_freezes_decays_and_reinitialises_like_one_process(tiny_model_dir, 
     recipe["freeze"] = {"embeddings": True, "bottom": 1}
     recipe["layer_lr"] = {"decay": 0.5}
     recipe["reinit"] = {"top": 1}
+    recipe["regularization"].update(label_smoothing=0.1, rdrop=0.5)  # per-example terms of the forward pass
+    recipe["loss"] = {"class_weights": {"pos": 2.0}, "focal_gamma": 1.0}
     recipe["training"]["epochs"] = 1
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
