@@ -111,7 +111,7 @@ def check_room(dataset: Dataset, tokenizer: Any, max_length: int, stride: int, s
         )
     if not pair:
         return
-    firsts = tokenizer(dataset["text"], add_special_tokens=False, truncation=True, max_length=UNLIMITED)
+    firsts = tokenizer(list(dataset["text"]), add_special_tokens=False, truncation=True, max_length=UNLIMITED)
     lengths = full_lengths(dataset, tokenizer)
     for row, ids in enumerate(firsts["input_ids"]):
         if lengths[row] > max_length and room - len(ids) <= stride:  # to be windowed, and no room
@@ -189,7 +189,7 @@ def dataset_documents(dataset: Any) -> np.ndarray | None:
     names = getattr(dataset, "column_names", None)
     if not names or DOCUMENT not in names:
         return None
-    return np.asarray(dataset[DOCUMENT], dtype=np.int64)
+    return np.asarray(list(dataset[DOCUMENT]), dtype=np.int64)
 
 
 def aggregate(values: Any, documents: Sequence[int], how: str) -> np.ndarray:

@@ -251,7 +251,8 @@ def evaluate_file(
     if not predictor.words:  # texts longer than max_length: truncated, or windows of the run's long_documents
         report = long_texts(predictor, raw, encoded)
         summary["long_texts"] = report.summary()
-        print(f"note: {report.line()}")
+        if report.over:
+            print(f"note: {report.line()}")
     (folder / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     summary["output_dir"] = str(folder)
     return summary

@@ -279,7 +279,7 @@ def predict_dataset(
 
         assert predictor.data.long_documents is not None
         logits = list(
-            aggregate(np.stack(logits), encoded["document"], predictor.data.long_documents.aggregate)
+            aggregate(np.stack(logits), list(encoded["document"]), predictor.data.long_documents.aggregate)
         )
     starts = encoded["word_starts"] if predictor.words else [None] * len(logits)
     examples = dataset.remove_columns([c for c in dataset.column_names if c == "labels"]).to_list()
@@ -325,8 +325,9 @@ def predict_file(
     dataset = read_inputs(predictor, input_path)
     records, _, encoded = predict_dataset(predictor, dataset, batch_size)
     write_jsonl(records, output_path)
-    if not predictor.words:
-        print(f"note: {long_texts(predictor, dataset, encoded).line()}")
+    report = None if predictor.words else long_texts(predictor, dataset, encoded)
+    if report is not None and report.over:  # never truncated silently
+        print(f"note: {report.line()}")
     truncated = sum(tag is None for r in records for tag in r.get("tags", []))
     if truncated:
         print(
