@@ -22,7 +22,24 @@ from finetune.errors import DataError, RecipeError
 from finetune.recipe import validate_recipe
 from finetune.recipe.data import DataSection
 
-FILLER = "the a river stone house green blue cold warm road tree city music paper window light".split()
+FILLER = [
+    "the",
+    "a",
+    "river",
+    "stone",
+    "house",
+    "green",
+    "blue",
+    "cold",
+    "warm",
+    "road",
+    "tree",
+    "city",
+    "music",
+    "paper",
+    "window",
+    "light",
+]
 
 
 @pytest.fixture(scope="module")
