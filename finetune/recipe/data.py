@@ -132,12 +132,6 @@ class DataSection(Section):
             )
         return self
 
-    def window_stride(self) -> int:
-        """The overlap between consecutive windows, in tokens (`long_documents.stride` or its default)."""
-        assert self.long_documents is not None
-        stride = self.long_documents.stride
-        return self.max_length // 4 if stride is None else stride
-
     @model_validator(mode="before")
     @classmethod
     def _header_from_columns(cls, data: Any) -> Any:

@@ -257,3 +257,13 @@ def test_predict_and_evaluate_use_the_runs_windows(verdict_runs, tmp_path, capsy
     # the run's final evaluation aggregated the same windows the same way
     assert summary["metrics"]["accuracy"] == pytest.approx(accuracy)
     assert accuracy == pytest.approx(windows.results["final_metrics"]["accuracy"])
+
+
+def test_trainer_predict_on_windows_returns_one_row_per_document(verdict_runs):
+    _, windows, _ = verdict_runs
+    trainer = windows.trainer
+    assert len(trainer.eval_dataset) > 60  # windows
+    output = trainer.predict(trainer.eval_dataset)
+    assert output.predictions.shape == (60, 2)
+    assert list(output.label_ids) == [["no", "yes"].index(r["label"]) for r in verdict_rows(60, 2)]
+    assert output.metrics["test_accuracy"] == pytest.approx(windows.results["final_metrics"]["accuracy"])
