@@ -53,6 +53,13 @@ VERDICT = {
     "positive": "All in all, the verdict is positive.",
     "negative": "All in all, the verdict is negative.",
 }
+NOTES = """Truncation keeps the first 64 tokens, none of which say the label: its runs stay at chance (always
+answering the majority class scores 0.52 on this validation set), and their best weights were those
+before training. Windows put the verdict sentence in each document's last window, and both
+aggregations find it in every document: an easy task once the label is seen, so this measures that
+windows reach the end of the text, not how much they help on real documents, where the evidence is
+spread out. Windows cost time in proportion to the windows (2.7 per document here). Seconds are wall
+time on 2 shared CPU cores, 1 thread."""
 SETTINGS = {  # name -> data.long_documents
     "truncated": None,
     "windows, mean": {"aggregate": "mean"},
@@ -155,7 +162,7 @@ def main() -> None:
     print(text)
     out.mkdir(parents=True, exist_ok=True)
     (out / "long-documents.md").write_text(
-        f"# Long documents: truncation vs windows\n\n{text}\n", encoding="utf-8"
+        f"# Long documents: truncation vs windows\n\n{text}\n\n{NOTES}\n", encoding="utf-8"
     )
     summary = {
         "train_rows": train_rows,
