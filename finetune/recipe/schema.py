@@ -79,6 +79,17 @@ class Recipe(Section):
             problems.append(
                 "data.text_pair: token_classification tags one text per example; remove data.text_pair"
             )
+        windows = data.long_documents is not None  # data/windows.py
+        if windows and task == "token_classification":
+            problems.append(
+                "data.long_documents: token_classification tags the words of whole sentences, not windows; "
+                "remove data.long_documents"
+            )
+        if windows and self.regularization.augments_text:
+            problems.append(
+                "data.long_documents: regularization.word_deletion/word_swap re-tokenize the training texts "
+                "every epoch, truncating them; set them to 0 or remove data.long_documents"
+            )
         if self.peft.enabled and self.freeze.gradual is not None:
             problems.append(
                 "freeze.gradual: peft keeps every pretrained weight frozen, so there is nothing to unfreeze; "
