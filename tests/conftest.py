@@ -169,3 +169,13 @@ def trial_recipe(tiny_recipe):
     from finetune.recipe import validate_recipe
 
     return validate_recipe(tiny_recipe)
+
+
+def load_script(name: str):
+    """A script of scripts/ imported as a module (they are not a package), for its tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,7 +3,6 @@ end on a 2-layer random BERT (scripts/bench_e2e.py --quick --tiny-model)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,14 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GLUE, REPO, needs_glue
+from conftest import GLUE, REPO, load_script, needs_glue
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_e2e", REPO / "scripts" / "bench_e2e.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_e2e")
 
 
 def test_like_for_like_finetune_makes_the_scripts_evaluations_and_saves_the_model():

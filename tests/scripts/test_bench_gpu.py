@@ -3,7 +3,6 @@ end to end on the CPU with a tiny BERT (scripts/bench_gpu.sh --tiny --device cpu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -13,14 +12,11 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO
+from conftest import REPO, load_script
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "scripts" / "bench_gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_gpu")
 
 
 def test_configurations_combine_variants_and_reject_unknown_names():

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO, tiny_bert
+from conftest import load_script, tiny_bert
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_throughput", REPO / "scripts" / "bench_throughput.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_throughput")
 
 
 def counted_training_flops(module, inputs, loss) -> int:
