@@ -20,7 +20,7 @@ LAYERS = [
     ["distributed"],
     ["data", "regularization", "calibration"],
     ["model"],
-    ["layers"],
+    ["layers", "distill"],
     ["optimizer"],
     ["schedules"],
     ["training"],
