@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetune.calibration.calibrate import CONFIG_KEY as CALIBRATION_KEY
 from finetune.data.task_data import tokenize
 from finetune.distributed.processes import say
 from finetune.errors import FinetuneError
@@ -225,6 +226,10 @@ def distill_teacher(recipe: Recipe, data: Any, train_set: Any, tokenizer: Any) -
         "tokenizer": spec.tokenizer,
         "examples": len(logits),
         "teacher_seconds": seconds,
+        # a calibrated teacher (docs/calibration.md) gives logits / T_cal: the temperature adds to it
+        "teacher_calibration_temperature": (getattr(model.config, CALIBRATION_KEY, None) or {}).get(
+            "temperature"
+        ),
     }
     say(
         f"distill: teacher {spec.teacher} ({model.config.model_type}), outputs for {len(logits):,} training "
