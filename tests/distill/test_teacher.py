@@ -251,3 +251,53 @@ def test_distillation_trains_with_freezing_and_with_lora_on_the_student(
         assert result.results["frozen_blocks"][:3] == ["embeddings", "layer.0", "layer.1"]
     else:
         assert result.results["trainable_parameters"] < result.results["total_parameters"] / 10
+
+
+TASK_ROWS = {
+    "regression": [
+        {"text": t, "label": 4.5 - i / 3}
+        for i, t in enumerate(["great film", "a delight", "fine", "dull", "awful film"] * 4)
+    ],
+    "multi_label": [
+        {"text": "the striker scored", "label": "sports"},
+        {"text": "the minister spoke", "label": "politics,sports"},
+    ]
+    * 8,
+}
+
+
+@pytest.mark.parametrize("task", sorted(TASK_ROWS))
+def test_regression_and_multi_label_students_learn_from_a_teacher_of_their_task(
+    task, tiny_recipe, tmp_path, one_thread
+):
+    train_file = write_rows(tmp_path / "train.csv", TASK_ROWS[task])
+    tiny_recipe["model"]["task"] = task
+    tiny_recipe["data"].update(train=str(train_file), validation=str(train_file))
+    tiny_recipe["training"].update(max_steps=2)
+    tiny_recipe["output"].update(plots=False, dir=str(tmp_path / "teacher"))
+    teacher = train(validate_recipe(tiny_recipe)).run_dir
+    tiny_recipe["output"].update(dir=str(tmp_path / "student"), save_model=False)
+    result = train(validate_recipe({**tiny_recipe, "distill": {"teacher": str(teacher)}}))
+    assert len(logged(result.run_dir, "loss_distill")) == 2
+    assert result.results["distill"]["examples"] == len(TASK_ROWS[task])
+    other = "classification" if task == "regression" else "regression"
+    tiny_recipe["model"]["task"] = other  # a teacher of another task is refused
+    rows = sentiment_rows(2) if other == "classification" else TASK_ROWS["regression"]
+    other_file = write_rows(tmp_path / "other.csv", rows)
+    tiny_recipe["data"].update(train=str(other_file), validation=str(other_file))
+    tiny_recipe["output"].update(dir=str(tmp_path / "refused"))
+    with pytest.raises(FinetuneError, match=f"distill.teacher: {teacher} was trained for "):
+        train(validate_recipe({**tiny_recipe, "distill": {"teacher": str(teacher)}}))
+
+
+def test_a_teacher_saved_as_an_adapter_is_loaded_on_its_base_model(tiny_recipe, tmp_path, one_thread):
+    tiny_recipe["peft"] = {"method": "lora", "r": 4, "alpha": 8, "save": "adapter"}
+    tiny_recipe["training"].update(max_steps=2)
+    tiny_recipe["output"].update(plots=False, dir=str(tmp_path / "teacher"))
+    teacher = train(validate_recipe(tiny_recipe)).run_dir
+    assert (teacher / "model" / "adapter_config.json").is_file()
+    del tiny_recipe["peft"]
+    tiny_recipe["output"].update(dir=str(tmp_path / "student"), save_model=False)
+    result = train(validate_recipe({**tiny_recipe, "distill": {"teacher": str(teacher)}}))
+    assert result.results["distill"]["examples"] == 48
+    assert len(logged(result.run_dir, "loss_distill")) == 2
