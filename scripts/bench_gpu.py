@@ -232,17 +232,17 @@ def apply_patches(names: list[str]) -> None:
         if name != "no-step-syncs":
             bt.apply_patch(name)
             continue
-        import finetune.training.trainer as trainer_module
+        import finetune.training.arguments as arguments_module
         from finetune.training.guards import FaultGuard
 
-        build = trainer_module.training_arguments
+        build = arguments_module.training_arguments
 
         def without_token_count(recipe, output_dir, build=build):
             args = build(recipe, output_dir)
             args.include_num_input_tokens_seen = "no"
             return args
 
-        trainer_module.training_arguments = without_token_count
+        arguments_module.training_arguments = without_token_count
         FaultGuard.observe_loss = lambda self, loss: None
 
 

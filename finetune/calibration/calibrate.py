@@ -36,7 +36,7 @@ def validation_outputs(trainer: Any, expected: int) -> tuple[np.ndarray, np.ndar
     return np.asarray(compute.last_outputs, dtype=np.float64), np.asarray(compute.last_labels, dtype=int)
 
 
-def skip_reason(recipe: Recipe, cpu: bool, kept_start: bool = False) -> str | None:
+def skip_reason(recipe: Recipe, kept_start: bool = False) -> str | None:
     """Why this run does not calibrate (None: it does). Explicit `true` where impossible is refused by
     the recipe (recipe/schema.py); `auto` skips quietly for other tasks and says why for sharding.
     A run whose best weights are those it started from hands them back untouched (docs/defaults.md)."""
@@ -44,7 +44,7 @@ def skip_reason(recipe: Recipe, cpu: bool, kept_start: bool = False) -> str | No
         return "off"
     if kept_start:
         return "skipped: the run hands back the weights it started from (it never beat them), unchanged"
-    if process_count() > 1 and not replicas_are_whole(recipe.distributed, cpu):
+    if process_count() > 1 and not replicas_are_whole(recipe.distributed):
         return f"skipped: {recipe.distributed.strategy} shards the head, which cannot be rescaled in place"
     return None
 
@@ -67,7 +67,7 @@ def calibrate_run(
     `best_step` 0: the restored weights are those before training (SWA's average never is).
     """
     kept_start = best_step == 0 and getattr(trainer, "swa", None) is None
-    reason = skip_reason(recipe, trainer.args.use_cpu, kept_start)
+    reason = skip_reason(recipe, kept_start)
     if reason is not None:
         if reason != "off":
             say(f"calibration: {reason}")

@@ -23,6 +23,7 @@ class TaskData:
     task: str
     label_names: list[str] | None  # classification: id -> name; regression: None
     sources: dict[str, str] = field(default_factory=dict)  # split -> file path or hub id
+    long_texts: dict[str, dict] = field(default_factory=dict)  # split -> data/windows.py's LongTexts.summary
 
     @property
     def num_labels(self) -> int:

@@ -137,14 +137,13 @@ def teacher_device(cpu: bool) -> torch.device:
 
 
 def compute_teacher_logits(
-    model: Any, tokenizer: Any, texts: Any, max_length: int, batch_size: int, device: torch.device
+    model: Any, tokenizer: Any, encoded: Any, batch_size: int, device: torch.device
 ) -> torch.Tensor:
-    """The teacher's logits for every row of `texts` (a split with `text`, maybe `text_pair`), in row
-    order: eval mode, no gradients, longest texts first so each batch pads little."""
-    encoded = tokenize(texts, tokenizer, max_length)
+    """The teacher's logits for every row of `encoded` (tokenized rows, unpadded), in row order:
+    eval mode, no gradients, longest rows first so each batch pads little."""
     inputs = [c for c in encoded.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
     rows = encoded.select_columns(inputs)
-    order = np.argsort(-np.asarray(list(encoded["length"])), kind="stable")
+    order = np.argsort(-np.asarray([len(ids) for ids in rows["input_ids"]]), kind="stable")
     model.to(device).eval()
     out: list[torch.Tensor | None] = [None] * len(rows)
     with torch.inference_mode():
@@ -213,10 +212,11 @@ def distill_teacher(recipe: Recipe, data: Any, train_set: Any, tokenizer: Any) -
         check_same_tokenizer(
             teacher_tokenizer, tokenizer, data.train, max_length, (spec.teacher, recipe.model.name)
         )
+    # `same`: the teacher reads the student's own rows (windows too, data.long_documents); `own`: the
+    # texts, tokenized its way (the recipe refuses `own` with windows: they would be other windows)
+    encoded = train_set if spec.tokenizer == "same" else tokenize(data.train, teacher_tokenizer, max_length)
     device = teacher_device(recipe.training.cpu)
-    logits = compute_teacher_logits(
-        model, teacher_tokenizer, data.train, max_length, recipe.evaluation.batch_size, device
-    )
+    logits = compute_teacher_logits(model, teacher_tokenizer, encoded, recipe.evaluation.batch_size, device)
     seconds = round(time.perf_counter() - started, 2)
     summary = {
         "teacher": spec.teacher,

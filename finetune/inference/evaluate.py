@@ -22,7 +22,14 @@ import numpy as np
 from finetune.data.columns import LABEL
 from finetune.data.labels import encode_labels, encode_multi_hot, float_targets, label_sets
 from finetune.errors import FinetuneError
-from finetune.inference.predict import Predictor, load_predictor, predict_dataset, read_inputs, write_jsonl
+from finetune.inference.predict import (
+    Predictor,
+    load_predictor,
+    long_texts,
+    predict_dataset,
+    read_inputs,
+    write_jsonl,
+)
 from finetune.runs.folders import RECIPE_FILE
 from finetune.runs.outputs import same_path
 from finetune.runs.plots import _pyplot
@@ -241,6 +248,11 @@ def evaluate_file(
         "metrics": metrics,
         "figures": [p.name for p in written],
     }
+    if not predictor.words:  # texts longer than max_length: truncated, or windows of the run's long_documents
+        report = long_texts(predictor, raw, encoded)
+        summary["long_texts"] = report.summary()
+        if report.over:
+            print(f"note: {report.line()}")
     (folder / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     summary["output_dir"] = str(folder)
     return summary

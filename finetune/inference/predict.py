@@ -161,14 +161,11 @@ def read_inputs(predictor: Predictor, path: Path, labelled: bool = False) -> Dat
 def encode(predictor: Predictor, dataset: Dataset) -> Dataset:
     """Tokenize without padding; for words also record where each word's first sub-word is."""
     tokenizer, max_length = predictor.tokenizer, predictor.max_length
-    if not predictor.words:
-        from finetune.data.task_data import tokenize
+    if not predictor.words:  # truncated, or windows with a `document` column (the run's data.long_documents)
+        from finetune.data.windows import encode_texts, window_stride
 
-        return tokenize(
-            dataset.remove_columns([c for c in dataset.column_names if c.startswith("label")]),
-            tokenizer,
-            max_length,
-        )
+        texts = dataset.remove_columns([c for c in dataset.column_names if c.startswith("label")])
+        return encode_texts(texts, tokenizer, max_length, window_stride(predictor.data, max_length), "input")
 
     from finetune.data.tokens import require_fast_tokenizer
 
@@ -277,10 +274,26 @@ def predict_dataset(
     """Records, raw logits and the encoded dataset for every example of `dataset`, in its order."""
     encoded = encode(predictor, dataset)
     logits = infer(predictor, encoded, batch_size, progress)
+    if "document" in encoded.column_names:  # windows: one row of logits per document, aggregated
+        from finetune.data.windows import aggregate
+
+        assert predictor.data.long_documents is not None
+        logits = list(
+            aggregate(np.stack(logits), list(encoded["document"]), predictor.data.long_documents.aggregate)
+        )
     starts = encoded["word_starts"] if predictor.words else [None] * len(logits)
     examples = dataset.remove_columns([c for c in dataset.column_names if c == "labels"]).to_list()
     records = [prediction_record(predictor, examples[i], logits[i], starts[i]) for i in range(len(logits))]
     return records, logits, encoded
+
+
+def long_texts(predictor: Predictor, dataset: Dataset, encoded: Dataset) -> Any:
+    """The input texts longer than max_length, and the windows they became (data/windows.py's `LongTexts`)."""
+    from finetune.data.windows import DOCUMENT, measure
+
+    report = measure(dataset, predictor.tokenizer, predictor.max_length, "input")
+    report.windows = len(encoded) if DOCUMENT in encoded.column_names else None
+    return report
 
 
 def write_jsonl(records: list[dict], path: Path) -> Path:
@@ -310,8 +323,11 @@ def predict_file(
     check_output_file(Path(output_path), [Path(input_path)], overwrite)
     predictor = load_predictor(source, columns, threshold, max_length, device)
     dataset = read_inputs(predictor, input_path)
-    records, _, _ = predict_dataset(predictor, dataset, batch_size)
+    records, _, encoded = predict_dataset(predictor, dataset, batch_size)
     write_jsonl(records, output_path)
+    report = None if predictor.words else long_texts(predictor, dataset, encoded)
+    if report is not None and report.over:  # never truncated silently
+        print(f"note: {report.line()}")
     truncated = sum(tag is None for r in records for tag in r.get("tags", []))
     if truncated:
         print(

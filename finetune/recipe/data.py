@@ -27,6 +27,18 @@ class HubDataset(Section):
     """Dataset revision on the hub."""
 
 
+class LongDocuments(Section):
+    stride: int | None = Field(None, ge=0)
+    """Tokens that consecutive windows share, so that no phrase is only ever seen cut in two; null: a
+    quarter of `data.max_length`. Must be below `max_length` minus the special tokens (and, for
+    sentence pairs, minus the first text)."""
+
+    aggregate: Literal["mean", "max", "first"] = "mean"
+    """How the windows of one document make its prediction: `mean` of their logits (regression: of
+    their values), element-wise `max` (a class or label is as likely as its most confident window),
+    or the `first` window only (what truncation would see, but trained on every window)."""
+
+
 class DataSection(Section):
     dir: str | None = None
     """Folder that relative `train`/`validation` paths are resolved against (default: the current
@@ -76,7 +88,15 @@ class DataSection(Section):
     an empty cell is an example with no label). JSON files give a list instead."""
 
     max_length: int = Field(128, ge=8, le=8192)
-    """Token limit per example (pair texts share it); longer inputs are truncated."""
+    """Token limit per example (pair texts share it); longer inputs are truncated, unless
+    `long_documents` splits them into windows. Each run reports how many texts were longer."""
+
+    long_documents: LongDocuments | None = None
+    """Split texts longer than `max_length` into overlapping windows (`{}` or `true` for the defaults)
+    in training, evaluation, `finetune predict` and `evaluate`: each window is a training example with
+    its document's label; predictions and metrics are per document, from its windows' aggregated
+    logits. Sentence pairs window the second text. Not for token_classification. See
+    docs/data-and-tasks.md."""
 
     max_train_samples: int | None = Field(None, gt=0)
     """Use only the first N training rows (after shuffling with the seed): quick runs, benchmarks."""
@@ -92,6 +112,25 @@ class DataSection(Section):
         except LookupError:
             raise ValueError(f"unknown encoding '{value}'; e.g. utf-8, latin-1, cp1252") from None
         return value
+
+    @field_validator("long_documents", mode="before")
+    @classmethod
+    def _long_documents_shorthand(cls, value: Any) -> Any:
+        """`long_documents: true` means the defaults; `false` means off."""
+        if isinstance(value, bool):
+            return {} if value else None
+        return value
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> "DataSection":
+        windows = self.long_documents
+        if windows is not None and windows.stride is not None and windows.stride >= self.max_length:
+            raise ValueError(
+                f"data.long_documents.stride: {windows.stride} tokens of overlap do not fit in windows of "
+                f"data.max_length {self.max_length}; set a stride well below max_length (e.g. "
+                f"{self.max_length // 4}), or leave it unset for a quarter of max_length"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

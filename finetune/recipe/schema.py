@@ -81,6 +81,17 @@ class Recipe(Section):
             problems.append(
                 "data.text_pair: token_classification tags one text per example; remove data.text_pair"
             )
+        windows = data.long_documents is not None  # data/windows.py
+        if windows and task == "token_classification":
+            problems.append(
+                "data.long_documents: token_classification tags the words of whole sentences, not windows; "
+                "remove data.long_documents"
+            )
+        if windows and self.regularization.augments_text:
+            problems.append(
+                "data.long_documents: regularization.word_deletion/word_swap re-tokenize the training texts "
+                "every epoch, truncating them; set them to 0 or remove data.long_documents"
+            )
         if self.peft.enabled and self.freeze.gradual is not None:
             problems.append(
                 "freeze.gradual: peft keeps every pretrained weight frozen, so there is nothing to unfreeze; "
@@ -142,7 +153,14 @@ class Recipe(Section):
             "mixout": reg.mixout > 0,
             "swa_start": reg.swa_start is not None,
         }
-        return [
+        problems = []
+        if self.peft.enabled:
+            problems.append(
+                "peft: adapters with distributed.strategy fsdp are not supported: their weights are saved "
+                "by the main process alone, which holds only a shard of them; use strategy ddp (the "
+                "adapters are small, and DDP trains them on whole replicas)"
+            )
+        return problems + [
             f"regularization.{key}: reads whole weights outside the forward pass, and with "
             f"distributed.strategy fsdp each process holds only a shard of them; use strategy ddp, or "
             f"turn {key} off" + (" (optimizer.weight_decay is the sharding-safe L2)" if key == "l2" else "")
@@ -236,6 +254,11 @@ class Recipe(Section):
             problems.append(
                 "distill.teacher: the teacher's outputs are computed once per training text, and "
                 "regularization.word_deletion/word_swap change the texts every epoch; set them to 0"
+            )
+        if self.distill.tokenizer == "own" and self.data.long_documents is not None:
+            problems.append(
+                "distill.tokenizer: `own` tokenizes each text the teacher's way, which cuts other windows "
+                "than the student's (data.long_documents); use a teacher with the student's tokenizer (`same`)"
             )
         return problems
 

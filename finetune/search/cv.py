@@ -68,7 +68,7 @@ def heldout_metrics(result: RunResult, recipe: Recipe, path: Path) -> dict[str, 
     from finetune.data.columns import canonical_columns
     from finetune.data.files import read_file
     from finetune.data.labels import encode_labels, float_targets
-    from finetune.data.task_data import tokenize
+    from finetune.data.windows import encode_texts, window_stride
 
     spec, trainer = recipe.data, result.trainer
     dataset = canonical_columns(read_file(spec, path, "heldout"), spec, str(path))
@@ -77,9 +77,8 @@ def heldout_metrics(result: RunResult, recipe: Recipe, path: Path) -> dict[str, 
         dataset = float_targets(dataset, "heldout", str(path))
     else:
         dataset = encode_labels(dataset, names, "heldout", str(path))
-    output = trainer.predict(
-        tokenize(dataset, trainer.processing_class, spec.max_length), metric_key_prefix="heldout"
-    )
+    encoded = encode_texts(dataset, trainer.processing_class, spec.max_length, window_stride(spec), "heldout")
+    output = trainer.predict(encoded, metric_key_prefix="heldout")  # windows: scored per document
     noise = ("runtime", "per_second", "preparation_time")
     return {k.removeprefix(HELDOUT_PREFIX): v for k, v in output.metrics.items() if not k.endswith(noise)}
 

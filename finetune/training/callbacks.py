@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,22 @@ def recipe_callbacks(recipe: Recipe, train_set: Any) -> list[TrainerCallback]:
     if spec.swa_start is not None:
         found.append(StochasticWeightAveraging(spec.swa_start, spec.swa_every))
     return found
+
+
+class FirstStepClock(TrainerCallback):
+    """The wall-clock time at which this run's first optimizer step ended: start-up is everything
+    before it (imports, data, tokenization, model, an evaluation before training)."""
+
+    def __init__(self) -> None:
+        self.first_step_at: float | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+
+
+def process_started_at() -> float:
+    """When this process was created (the command's start), in `time.time()` seconds."""
+    import psutil
+
+    return psutil.Process().create_time()

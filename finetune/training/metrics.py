@@ -307,3 +307,28 @@ def metrics_function(
 
     compute.last_outputs = compute.last_labels = None
     return compute
+
+
+def per_document(compute: Callable, documents: np.ndarray, how: str, order: np.ndarray | None) -> Callable:
+    """`compute` over documents for an evaluation of windows (data/windows.py): the windows' outputs,
+    put back in data order (`order`: the length-sorted loader's position -> window), aggregated per
+    document (`data.long_documents.aggregate`; labels: the first window's, all windows share them)."""
+    from transformers import EvalPrediction
+
+    from finetune.data.samplers import restore_order
+    from finetune.data.windows import aggregate
+
+    def compute_documents(prediction: Any) -> dict[str, float]:
+        logits, labels = prediction.predictions, prediction.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        if len(logits) != len(documents):
+            raise FinetuneError(
+                f"data.long_documents: the evaluation returned {len(logits)} outputs for {len(documents)} "
+                "windows; evaluate without data.long_documents or on one process"
+            )
+        if order is not None:
+            logits, labels = restore_order(logits, order), restore_order(labels, order)
+        gold = aggregate(labels, documents, "first")
+        return compute(EvalPrediction(predictions=aggregate(logits, documents, how), label_ids=gold))
+
+    return compute_documents

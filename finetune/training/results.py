@@ -3,6 +3,7 @@ every ending (completed, early-stopped, diverged, interrupted)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -130,6 +131,7 @@ def collect_results(
         "train_tokens_per_second": round(tokens_seen / training, 1) if train_seconds else None,
         "trainer_samples_per_second": trainer_rate,
         "train_loss": output.metrics.get("train_loss"),
+        "time_split": time_split(trainer, train_seconds),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "environment": environment(),
     }
@@ -138,6 +140,31 @@ def collect_results(
     if torch.cuda.is_available():
         results["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return results
+
+
+def time_split(trainer: Any, train_seconds: float) -> dict[str, float | None]:
+    """Where the command's time went until results.json (the end-to-end benchmark's split), from the
+    process's start: `startup` (imports, data, tokenization, model: up to the training loop, without
+    the evaluation before training), `training` (optimizer steps, no evaluation), `evaluation` (all:
+    before, during and after training), `other` (saving the model, calibration, ...; the report and
+    plots written after results.json are not in it); and `to_first_step`, the command's start to
+    the end of its first optimizer step (an evaluation before training included)."""
+    from finetune.training.callbacks import process_started_at
+
+    now, started = time.time(), process_started_at()
+    began = getattr(trainer, "train_began_at", None)
+    first = trainer.clock.first_step_at
+    startup = began - started - trainer.evaluation_seconds_before if began is not None else None
+    split = {
+        "startup_seconds": startup,
+        "training_seconds": train_seconds - trainer.evaluation_seconds,
+        "evaluation_seconds": trainer.all_evaluation_seconds,
+        "command_seconds_so_far": now - started,
+        "to_first_step_seconds": first - started if first is not None else None,
+    }
+    accounted = (startup or 0.0) + split["training_seconds"] + split["evaluation_seconds"]
+    split["other_seconds"] = split["command_seconds_so_far"] - accounted
+    return {k: round(v, 2) if v is not None else None for k, v in split.items()}
 
 
 def _strip(metrics: dict[str, float]) -> dict[str, float]:

@@ -16,8 +16,9 @@ from finetune.calibration.calibrate import calibrate_run
 from finetune.data.class_weights import weight_vector
 from finetune.data.columns import LABEL
 from finetune.data.splits import TaskData
-from finetune.data.task_data import load_task_data, tokenize
+from finetune.data.task_data import load_task_data
 from finetune.data.tokens import token_collator, tokenize_words
+from finetune.data.windows import encode_splits
 from finetune.distill.teacher import distill_teacher
 from finetune.distributed.processes import (
     is_main_process,
@@ -90,15 +91,18 @@ def build_trainer(
 
     max_length = recipe.data.max_length
     words = recipe.model.task == "token_classification"  # word lists, labels aligned to sub-words
-    encode = tokenize_words if words else tokenize
-    train_set = encode(data.train, tokenizer, max_length)
+    if words:
+        train_set, eval_set = (
+            tokenize_words(s, tokenizer, max_length) for s in (data.train, data.validation)
+        )
+    else:  # truncated or windowed (data.long_documents), and measured: data/windows.py
+        train_set, eval_set = encode_splits(data, tokenizer, recipe.data)
     if recipe.regularization.augments_text:  # new word deletions/swaps every epoch, train only
         from finetune.regularization.augment import AugmentedTexts
 
         train_set = AugmentedTexts(
             data.train, tokenizer, max_length, recipe.regularization, recipe.training.seed
         )
-    eval_set = encode(data.validation, tokenizer, max_length)
     stopping = recipe.early_stopping
     task = recipe.model.task
     early = EarlyStopping(
@@ -367,6 +371,7 @@ def run_in(
         results["prefix_cache"] = trainer.prefix_cache.summary()
     if trainer.swa is not None:  # final_metrics are those of the averaged weights
         results["swa"] = trainer.swa.summary()
+    results["long_texts"] = run.data.long_texts  # texts longer than max_length, per split (data/windows.py)
     results["wall_seconds"] = round(time.time() - started, 2)
     if is_main_process():
         write_results(run_dir, results)

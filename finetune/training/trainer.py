@@ -32,7 +32,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.training_args import ParallelMode
 
-from finetune.data import samplers
+from finetune.data import samplers, windows
 from finetune.distributed.processes import (
     EpochSeededSampler,
     LateParameterSync,
@@ -45,8 +45,10 @@ from finetune.regularization.losses import forward_inputs, loss_terms, pretraine
 from finetune.regularization.swa import StochasticWeightAveraging
 from finetune.schedules.formulas import build_scheduler
 from finetune.schedules.scheduler import innermost
+from finetune.training.callbacks import FirstStepClock
 from finetune.training.checkpoints import restore_training_state, save_checkpoint
 from finetune.training.guards import FaultGuard
+from finetune.training.metrics import per_document
 
 # Parameter-group keys that come from the recipe (optimizer.*): a resume re-applies them.
 RECIPE_GROUP_SETTINGS = ("initial_lr", "weight_decay", "betas", "eps", "momentum", "nesterov")
@@ -86,10 +88,14 @@ class RecipeTrainer(Trainer):
         self.sampler_epoch = SamplerEpoch()
         self.add_callback(self.sampler_epoch)
         self.evaluation_seconds = 0.0  # spent in evaluations during `train` (see `evaluate`)
+        self.all_evaluation_seconds = 0.0  # every evaluation: before, during and after training
+        self.clock = FirstStepClock()  # when the first optimizer step ended (results.json time_split)
+        self.add_callback(self.clock)
         self.run_state: dict[str, Any] = {}  # what checkpoints record besides the Trainer's own state
         self.deferred_save_step: int | None = None  # see _maybe_log_save_evaluate
         self.swa = next((c for c in callbacks if isinstance(c, StochasticWeightAveraging)), None)
         self._eval_lengths: list[int] | None = None
+        self._eval_documents: Any = None  # window -> document of the evaluated windows (data/windows.py)
         self.prefix_cache = self._install_prefix_cache()
 
     def create_accelerator_and_postprocess(self) -> None:
@@ -187,20 +193,46 @@ class RecipeTrainer(Trainer):
     def _with_lengths_of(self, dataset: Any, make_loader: Any, *args: Any) -> Any:
         """Build a loader while the lengths of `dataset` are known (the Trainer drops that column)."""
         self._eval_lengths = samplers.dataset_lengths(dataset)
+        self._eval_documents = windows.dataset_documents(dataset)  # for evaluation_loop, which runs next
         try:
             return make_loader(*args)
         finally:
             self._eval_lengths = None
 
     def evaluation_loop(self, dataloader: Any, *args: Any, **kwargs: Any) -> Any:
-        output = super().evaluation_loop(dataloader, *args, **kwargs)
         sampler = samplers.find_sampler(dataloader)
-        if isinstance(sampler, samplers.LengthSortedSampler) and output.num_samples == len(sampler):
+        by_length = isinstance(sampler, samplers.LengthSortedSampler)
+        documents, compute = self._eval_documents, self.compute_metrics
+        if documents is not None and compute is not None:  # windows of long documents: metrics per document
+            order = sampler.order if by_length else None
+            self.compute_metrics = per_document(compute, documents, self._aggregation(), order)
+        try:
+            output = super().evaluation_loop(dataloader, *args, **kwargs)
+        finally:
+            self.compute_metrics = compute
+        if by_length and output.num_samples == len(sampler):
             output = output._replace(
                 predictions=samplers.restore_order(output.predictions, sampler.order),
                 label_ids=samplers.restore_order(output.label_ids, sampler.order),
             )
-        return output
+        return output if documents is None else self._per_document(output, documents)
+
+    def _aggregation(self) -> str:
+        """How window outputs make a document's (`data.long_documents.aggregate`; data windowed by hand: mean)."""
+        spec = self.recipe.data.long_documents
+        return spec.aggregate if spec is not None else "mean"
+
+    def _per_document(self, output: Any, documents: Any) -> Any:
+        """`Trainer.predict`'s outputs for windows, aggregated per document as the metrics were."""
+        predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        if predictions is None or len(predictions) != len(documents):
+            return output
+        labels = None if output.label_ids is None else windows.aggregate(output.label_ids, documents, "first")
+        return output._replace(
+            predictions=windows.aggregate(predictions, documents, self._aggregation()),
+            label_ids=labels,
+            num_samples=len(set(documents.tolist())),
+        )
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """The Trainer's evaluation, timed when it runs inside training (results.json keeps training
@@ -209,10 +241,13 @@ class RecipeTrainer(Trainer):
         try:
             return super().evaluate(*args, **kwargs)
         finally:
+            seconds = time.perf_counter() - started
+            self.all_evaluation_seconds += seconds
             if self.is_in_train:
-                self.evaluation_seconds += time.perf_counter() - started
+                self.evaluation_seconds += seconds
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
+        self.train_began_at, self.evaluation_seconds_before = time.time(), self.all_evaluation_seconds
         # An evaluation before training prepares the model for evaluation only, and Accelerate then
         # returns it as "already prepared" when training asks for DDP: the processes would train
         # unsynchronised replicas (seen with transformers 5.23 / accelerate 1.15; tests/distributed/test_launch.py).

@@ -114,11 +114,19 @@ def test_temperature_true_with_sharded_weights_is_refused():
         validate_recipe(recipe)
 
 
+def test_auto_skips_a_sharded_head_and_says_why(monkeypatch):
+    recipe = validate_recipe({"distributed": {"strategy": "fsdp"}})
+    assert skip_reason(recipe) is None  # one process keeps the model whole
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert skip_reason(recipe) == "skipped: fsdp shards the head, which cannot be rescaled in place"
+    assert skip_reason(validate_recipe({})) is None  # ddp replicas: every process folds T
+
+
 def test_auto_calibrates_single_label_classification_only():
     for task, wanted in [("classification", True), ("regression", False), ("multi_label", False)]:
         recipe = validate_recipe({"model": {"task": task}})
         assert recipe.calibration.wanted(task) is wanted
-        assert (skip_reason(recipe, cpu=True) is None) is wanted
+        assert (skip_reason(recipe) is None) is wanted
     assert not validate_recipe({"calibration": {"temperature": False}}).calibration.wanted("classification")
 
 

@@ -128,8 +128,8 @@ def test_outputs_are_found_by_token_ids_in_any_batch_order(teacher_run, one_thre
     texts = Dataset.from_dict(
         {"text": [row["text"] + " " * i + "!" * (i % 5) for i, row in enumerate(sentiment_rows(2))]}
     )
-    logits = compute_teacher_logits(model, tokenizer, texts, 16, 5, torch.device("cpu"))
     train_set = tokenize(texts, tokenizer, 16)
+    logits = compute_teacher_logits(model, tokenizer, train_set, 5, torch.device("cpu"))
     cache = TeacherLogits(dataset_keys(train_set), logits, {})
     collate = DataCollatorWithPadding(tokenizer)
     sampler = LengthGroupedSampler(list(train_set["length"]), 4, seed=3)
@@ -225,6 +225,8 @@ def test_the_recipe_refuses_what_distillation_cannot_do():
         validate_recipe({"model": {"task": "token_classification"}, "distill": {"teacher": "t"}})
     with pytest.raises(RecipeError, match="word_deletion/word_swap change the texts every epoch"):
         validate_recipe({"regularization": {"word_swap": 0.1}, "distill": {"teacher": "t"}})
+    with pytest.raises(RecipeError, match="cuts other windows than the student's"):
+        validate_recipe({"data": {"long_documents": True}, "distill": {"teacher": "t", "tokenizer": "own"}})
     with pytest.raises(RecipeError, match="distill.alpha"):
         validate_recipe({"distill": {"teacher": "t", "alpha": 1.5}})
     assert not validate_recipe({}).distill.enabled
@@ -300,4 +302,16 @@ def test_a_teacher_saved_as_an_adapter_is_loaded_on_its_base_model(tiny_recipe, 
     tiny_recipe["output"].update(dir=str(tmp_path / "student"), save_model=False)
     result = train(validate_recipe({**tiny_recipe, "distill": {"teacher": str(teacher)}}))
     assert result.results["distill"]["examples"] == 48
+    assert len(logged(result.run_dir, "loss_distill")) == 2
+
+
+def test_long_documents_distil_window_by_window(tiny_recipe, teacher_run, one_thread):
+    recipe = student_recipe(tiny_recipe, teacher_run)
+    rows = [dict(row, text=" ".join([row["text"]] * 4)) for row in sentiment_rows(2)]  # 8+ tokens each
+    long_file = write_rows(Path(tiny_recipe["output"]["dir"]).parent / "long.csv", rows)
+    recipe["data"].update(train=str(long_file), max_length=8, long_documents={"stride": 2})
+    recipe["training"].update(max_steps=2)
+    recipe["output"] = dict(tiny_recipe["output"], save_model=False, plots=False)
+    result = train(validate_recipe(recipe))
+    assert result.results["distill"]["examples"] > len(rows)  # one teacher output per window
     assert len(logged(result.run_dir, "loss_distill")) == 2

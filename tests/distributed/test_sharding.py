@@ -51,6 +51,7 @@ def recipe_for(model_dir: Path, data: dict[str, str], root: Path, strategy: str)
         "data": {**data, "max_length": 16},
         "optimizer": {"lr": 3e-3},
         "early_stopping": {"metric": "loss"},  # falls at every epoch: the restored weights are the last
+        "calibration": {"temperature": False},  # fsdp skips it: compare the trained weights alike
         "schedule": {"name": "step", "unit": "epochs", "period": 1, "gamma": 0.5, "warmup_steps": 1},
         "regularization": {"hidden_dropout": 0.0, "attention_dropout": 0.0, "classifier_dropout": 0.0},
         "training": {
@@ -114,6 +115,11 @@ def test_sharded_weights_snapshot_restore_and_gather_whole(one_process_group):
     assert largest_difference(full_state_dict(model), before) == 0
     load_weights(model, {k: v + 2 for k, v in before.items()})  # whole weights (a best-<step> file)
     assert torch.equal(full_state_dict(model)["classifier.bias"], before["classifier.bias"] + 2)
+
+
+def test_adapters_are_refused_under_fsdp():
+    with pytest.raises(RecipeError, match="peft: adapters with distributed.strategy fsdp are not supported"):
+        validate_recipe({"distributed": {"strategy": "fsdp"}, "peft": {"method": "lora"}})
 
 
 @pytest.mark.parametrize(
@@ -229,3 +235,41 @@ def test_fsdp_checkpoints_hold_whole_loadable_weights(runs):
     best = sorted((folder / "checkpoints").glob("best-*"))
     assert best, "early stopping's best weights were written"
     AutoModelForSequenceClassification.from_pretrained(best[-1])
+
+
+@pytest.mark.distributed
+def test_fsdp_freezes_decays_and_reinitialises_like_one_process(tiny_model_dir, tmp_path):
+    """FSDP2 shards each parameter on its own: frozen and trainable parameters share units, each
+    group keeps its LR, re-initialised blocks start alike on every process; the loss's per-example
+    terms (label smoothing, R-Drop, class weights, focal) are the same sums as in one process."""
+    from conftest import sentiment_rows, write_rows
+
+    data = {
+        "train": str(write_rows(tmp_path / "train.csv", sentiment_rows(4))),
+        "validation": str(write_rows(tmp_path / "dev.csv", sentiment_rows(1))),
+    }
+    recipe = recipe_for(tiny_model_dir, data, tmp_path / "two", "fsdp")
+    recipe["freeze"] = {"embeddings": True, "bottom": 1}
+    recipe["layer_lr"] = {"decay": 0.5}
+    recipe["reinit"] = {"top": 1}
+    recipe["regularization"].update(label_smoothing=0.1, rdrop=0.5)  # per-example terms of the forward pass
+    recipe["loss"] = {"class_weights": {"pos": 2.0}, "focal_gamma": 1.0}
+    recipe["training"]["epochs"] = 1
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "finetune.cli", "launch", "--cpu", "--num-processes", "2", str(path)]
+    done = run_processes(launch, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "fsdp: model sharded over 2 processes" in done.stdout
+    (two,) = (tmp_path / "two").iterdir()
+    recipe["output"]["root"] = str(tmp_path / "one")
+    one = train(validate_recipe(recipe)).run_dir
+
+    start, end = load_file(tiny_model_dir / "model.safetensors"), weights(two)
+    frozen = [k for k in start if k.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
+    assert frozen and all(torch.equal(start[k], end[k]) for k in frozen)  # frozen stayed put
+    top = f"bert.encoder.layer.{len({k.split('.')[3] for k in start if '.layer.' in k}) - 1}."
+    assert any(not torch.equal(start[k], end[k]) for k in start if k.startswith(top))
+    assert largest_difference(end, weights(one)) < 1e-6  # the same LRs per group, the same re-init
+    assert logged_losses(two) == pytest.approx(logged_losses(one), rel=1e-6)

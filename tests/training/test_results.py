@@ -51,6 +51,14 @@ def test_run_folder_holds_recipe_metrics_results_model_and_plots(tiny_recipe, tm
     assert results["evaluation_seconds_in_training"] >= sum(evaluations[1:3]) > 0
     training_only = results["train_seconds"] - results["evaluation_seconds_in_training"]
     assert results["train_samples_per_second"] * training_only == pytest.approx(2 * 48, rel=0.005)
+    # the command's time split: the parts add up, every evaluation (4 here) counted once
+    split = results["time_split"]
+    assert split["evaluation_seconds"] >= sum(evaluations) > 0
+    assert split["training_seconds"] == pytest.approx(training_only, abs=0.01)
+    parts = split["startup_seconds"] + split["training_seconds"] + split["evaluation_seconds"]
+    assert parts + split["other_seconds"] == pytest.approx(split["command_seconds_so_far"], abs=0.03)
+    assert 0 < split["startup_seconds"] < split["to_first_step_seconds"] < split["command_seconds_so_far"]
+    assert split["other_seconds"] >= 0
 
 
 def test_saved_model_is_the_best_not_the_last(tiny_recipe, fake_evaluate):
