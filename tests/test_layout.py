@@ -20,7 +20,7 @@ LAYERS = [
     ["distributed"],
     ["data", "regularization", "calibration"],
     ["model"],
-    ["layers"],
+    ["layers", "distill"],
     ["optimizer"],
     ["schedules"],
     ["training"],
@@ -35,6 +35,7 @@ COVERED_BY = {
     "recipe/calibration.py": "calibration/test_calibrate.py",  # the key's checks, next to what it does
     "recipe/checkpoints.py": "recipe/test_recipe.py",
     "recipe/data.py": "recipe/test_recipe.py",
+    "recipe/distill.py": "distill/test_teacher.py",  # the key's checks, next to what it does
     "recipe/distributed.py": "recipe/test_recipe.py",
     "recipe/early_stopping.py": "recipe/test_recipe.py",
     "recipe/freeze.py": "recipe/test_recipe.py",

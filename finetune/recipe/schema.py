@@ -6,6 +6,7 @@ from .base import AUTO, Section
 from .calibration import CALIBRATED_TASKS, CalibrationSection
 from .checkpoints import CheckpointsSection
 from .data import DataSection
+from .distill import DistillSection
 from .distributed import DistributedSection
 from .early_stopping import TASK_METRICS, EarlyStoppingSection, is_task_metric
 from .freeze import FreezeSection
@@ -38,6 +39,7 @@ class Recipe(Section):
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     regularization: RegularizationSection = Field(default_factory=RegularizationSection)
     loss: LossSection = Field(default_factory=LossSection)
+    distill: DistillSection = Field(default_factory=DistillSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
@@ -238,6 +240,28 @@ class Recipe(Section):
             ]
         return []
 
+    def _distill_fits(self) -> list[str]:
+        """Distillation against the task and augmentation (see finetune/distill/teacher.py)."""
+        if not self.distill.enabled:
+            return []
+        problems = []
+        if self.model.task == "token_classification":
+            problems.append(
+                "distill.teacher: distillation covers one output per text (classification, regression, "
+                "multi_label), not token_classification's one per token; remove the distill section"
+            )
+        if self.regularization.augments_text:
+            problems.append(
+                "distill.teacher: the teacher's outputs are computed once per training text, and "
+                "regularization.word_deletion/word_swap change the texts every epoch; set them to 0"
+            )
+        if self.distill.tokenizer == "own" and self.data.long_documents is not None:
+            problems.append(
+                "distill.tokenizer: `own` tokenizes each text the teacher's way, which cuts other windows "
+                "than the student's (data.long_documents); use a teacher with the student's tokenizer (`same`)"
+            )
+        return problems
+
     @model_validator(mode="after")
     def _sections_agree(self) -> "Recipe":
         """Checks that need two sections at once; each names the key to change."""
@@ -258,6 +282,7 @@ class Recipe(Section):
         problems += self._schedule_fits_run()
         problems += self._performance_fits()
         problems += self._calibration_fits()
+        problems += self._distill_fits()
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import FinetuneError
+from finetune.recipe.distill import DistillSection
 from finetune.recipe.regularization import RegularizationSection
 
 if TYPE_CHECKING:
@@ -220,6 +221,48 @@ def rdrop_divergence(
     return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum()
 
 
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, task: str, temperature: float
+) -> torch.Tensor:
+    """How far the student's outputs are from the teacher's, per example, averaged over the batch.
+
+    Classification: KL(softmax(t/T) || softmax(s/T)) * T^2 (Hinton et al., 2015; T^2 keeps the
+    gradients' size as T changes). multi_label: the Bernoulli KL per label between sigmoid(t/T) and
+    sigmoid(s/T), averaged over labels like the task's BCE, times T^2. Regression: the squared
+    difference of the outputs (no temperature). Each is exactly 0 when the student equals the teacher.
+    """
+    import torch.nn.functional as F
+
+    student, teacher = student.float(), teacher.to(student.device).float()
+    if task == "regression":
+        return F.mse_loss(student.squeeze(-1), teacher.squeeze(-1))
+    s, t = student / temperature, teacher / temperature
+    if task == "multi_label":
+        positive = t.sigmoid() * (F.logsigmoid(t) - F.logsigmoid(s))
+        negative = (-t).sigmoid() * (F.logsigmoid(-t) - F.logsigmoid(-s))
+        return (positive + negative).mean() * temperature**2
+    kl = F.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="batchmean")
+    return kl * temperature**2
+
+
+def blend_distillation(
+    terms: dict[str, torch.Tensor],
+    logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    task: str,
+    spec: DistillSection,
+) -> dict[str, torch.Tensor]:
+    """`terms` with the task term weighted 1 - alpha and `distill`, alpha times the distillation
+    loss, added. Logits of a batch stacked for R-Drop hold two passes: each is compared with the teacher."""
+    passes = logits.chunk(2) if logits.shape[0] == 2 * teacher_logits.shape[0] else (logits,)
+    divergence = sum(distillation_loss(p, teacher_logits, task, spec.temperature) for p in passes)
+    return {
+        **terms,
+        "task": (1 - spec.alpha) * terms["task"],
+        "distill": spec.alpha * divergence / len(passes),
+    }
+
+
 def loss_terms(
     spec: RegularizationSection,
     task: str,
@@ -229,13 +272,16 @@ def loss_terms(
     anchors: Anchors | None = None,
     weights: torch.Tensor | None = None,
     focal_gamma: float = 0.0,
+    teacher_logits: torch.Tensor | None = None,
+    distill: DistillSection | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named terms of the training loss (their sum backpropagates; each is logged).
 
     `task` is the data loss; each active regularizer adds a term of its own, in training only (the
     validation loss is the task loss: unsmoothed, and without `loss:`'s class `weights` and
     `focal_gamma`). `outputs` of a batch stacked for R-Drop (see `forward_inputs`) hold both
-    passes; `anchors` are the L2-SP reference weights.
+    passes; `anchors` are the L2-SP reference weights; `teacher_logits` (one row per example of the
+    batch) add `distill:`'s term (see `blend_distillation`).
     """
     training = model.training
     smoothing = spec.label_smoothing if training else 0.0
@@ -252,6 +298,8 @@ def loss_terms(
         terms = {"task": task_loss(logits, labels, task, smoothing, **shaping)}
     if not training:
         return terms
+    if teacher_logits is not None and distill is not None:
+        terms = blend_distillation(terms, logits, teacher_logits, task, distill)
     if spec.l1 > 0:
         terms["l1"] = spec.l1 * l1_penalty(model)
     if spec.l2 > 0:

@@ -34,6 +34,10 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     attempt(problems, check_metric_code, evaluation.extra_metrics, evaluation.trust_remote_code)
     problems += data_problems(recipe)
     problems += model_problems(recipe)
+    if recipe.distill.enabled:  # the teacher exists and loads (distill/teacher.py)
+        from finetune.distill.teacher import teacher_config
+
+        attempt(problems, teacher_config, recipe.distill)
     return list(dict.fromkeys(problems))  # one architecture error may come from several sections
 
 

@@ -135,6 +135,8 @@ def collect_results(
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "environment": environment(),
     }
+    if getattr(trainer, "teacher", None) is not None:  # `distill:`: which teacher, how it was used
+        results["distill"] = trainer.teacher.summary
     if torch.cuda.is_available():
         results["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return results

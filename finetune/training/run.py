@@ -19,6 +19,7 @@ from finetune.data.splits import TaskData
 from finetune.data.task_data import load_task_data
 from finetune.data.tokens import token_collator, tokenize_words
 from finetune.data.windows import encode_splits
+from finetune.distill.teacher import distill_teacher
 from finetune.distributed.processes import (
     is_main_process,
     process_count,
@@ -117,6 +118,7 @@ def build_trainer(
         recipe,
         class_weights=weight_vector(weights, data.label_names) if isinstance(weights, dict) else None,
         train_labels=list(data.train[LABEL]) if recipe.training.sampler == "balanced" else None,
+        teacher=distill_teacher(recipe, data, train_set, tokenizer),  # None without `distill:`
         model=model,
         args=training_arguments(recipe, run_dir / "checkpoints"),
         train_dataset=train_set,

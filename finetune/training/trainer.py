@@ -62,11 +62,14 @@ class RecipeTrainer(Trainer):
         recipe: Recipe,
         class_weights: list[float] | None = None,
         train_labels: list[int] | None = None,
+        teacher: Any = None,
         **kwargs: Any,
     ) -> None:
         """`class_weights`: `loss.class_weights` in label-id order; `train_labels`: the training
-        split's class ids, which `training.sampler: balanced` draws by."""
+        split's class ids, which `training.sampler: balanced` draws by; `teacher`: `distill:`'s
+        teacher outputs (distill/teacher.py `TeacherLogits`)."""
         self.recipe = recipe
+        self.teacher = teacher
         self.class_weights = None if class_weights is None else torch.tensor(class_weights)
         self.train_labels = train_labels
         super().__init__(**kwargs)
@@ -352,6 +355,10 @@ class RecipeTrainer(Trainer):
             self.anchors,
             weights=self.class_weights,
             focal_gamma=shaping.focal_gamma,
+            teacher_logits=self.teacher.lookup(inputs)
+            if self.teacher is not None and model.training
+            else None,
+            distill=self.recipe.distill,
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
