@@ -159,13 +159,20 @@ class JsonlLogger(TrainerCallback):
             handle.write(json.dumps(record) + "\n")
 
 
+PER_CLASS_SHOWN = 3  # more classes than this: their recall_<label> stay in metrics.jsonl, off the console
+
+
 def format_metrics(metrics: dict[str, float], prefix: str = EVAL_PREFIX) -> str:
-    """`loss 0.412 | accuracy 0.871 | f1 0.864` from a metrics dict, skipping timing entries."""
+    """`loss 0.412 | accuracy 0.871 | f1 0.864` from a metrics dict, skipping timing entries (and the
+    per-class recalls of a task with many classes: one line per evaluation stays readable)."""
     skip = ("runtime", "samples_per_second", "steps_per_second", "epoch", "preparation_time", "tokens_seen")
+    named = {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in metrics.items()}
+    per_class = [n for n in named if n.startswith("recall_")]
     parts = []
-    for key, value in metrics.items():
-        name = key[len(prefix) :] if key.startswith(prefix) else key
+    for name, value in named.items():
         if any(name.endswith(s) for s in skip) or not isinstance(value, (int, float)):
+            continue
+        if name in per_class and len(per_class) > PER_CLASS_SHOWN:
             continue
         parts.append(f"{name} {value:.4f}")
     return " | ".join(parts)

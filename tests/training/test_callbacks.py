@@ -127,3 +127,18 @@ def test_a_non_finite_value_is_never_an_improvement(tmp_path):
     evaluate(lower, model, 1, 0.5, args, state, control, key="eval_loss")
     evaluate(lower, model, 2, float("-inf"), args, state, control, key="eval_loss")
     assert lower.best == 0.5
+
+
+def test_the_console_line_keeps_per_class_recall_for_a_few_classes_only():
+    from finetune.training.callbacks import format_metrics
+
+    two = {
+        "eval_loss": 0.5,
+        "eval_accuracy": 0.75,
+        "eval_recall_neg": 0.5,
+        "eval_runtime": 1.0,
+        "eval_recall_pos": 1.0,
+    }
+    assert format_metrics(two) == "loss 0.5000 | accuracy 0.7500 | recall_neg 0.5000 | recall_pos 1.0000"
+    many = {"eval_accuracy": 0.5, **{f"eval_recall_c{i}": 0.5 for i in range(4)}}
+    assert format_metrics(many) == "accuracy 0.5000"  # the four recalls stay in metrics.jsonl
