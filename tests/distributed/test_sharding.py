@@ -255,6 +255,7 @@ def test_fsdp_freezes_decays_and_reinitialises_like_one_process(tiny_model_dir, 
     recipe["regularization"].update(label_smoothing=0.1, rdrop=0.5)  # per-example terms of the forward pass
     recipe["loss"] = {"class_weights": {"pos": 2.0}, "focal_gamma": 1.0}
     recipe["training"]["epochs"] = 1
+    recipe["distributed"]["fsdp"] = {"state_dict": "sharded"}  # checkpoints: shards only
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -272,4 +273,7 @@ def test_fsdp_freezes_decays_and_reinitialises_like_one_process(tiny_model_dir, 
     top = f"bert.encoder.layer.{len({k.split('.')[3] for k in start if '.layer.' in k}) - 1}."
     assert any(not torch.equal(start[k], end[k]) for k in start if k.startswith(top))
     assert largest_difference(end, weights(one)) < 1e-6  # the same LRs per group, the same re-init
+    checkpoints = list((two / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints and all((c / "pytorch_model_fsdp_0").is_dir() for c in checkpoints)
+    assert not any((c / "model.safetensors").exists() for c in checkpoints)  # state_dict: sharded
     assert logged_losses(two) == pytest.approx(logged_losses(one), rel=1e-6)
