@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from finetune.data.columns import LABEL, row_hint
+from finetune.data.columns import LABEL, column_values, row_hint
 from finetune.errors import DataError
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def label_vocabulary(train: Dataset, source: str) -> list[str]:
     """Sorted class names found in the training labels (numbers sort numerically)."""
-    values = train[LABEL]
+    values = column_values(train, LABEL)
     for index, value in enumerate(values):
         if value is None or (isinstance(value, str) and value.strip() == ""):
             raise DataError(f"data.label: empty label in {row_hint(index, source)}")
@@ -32,7 +32,7 @@ def encode_labels(dataset: Dataset, names: list[str], split: str, source: str) -
     from datasets import ClassLabel
 
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({str(v) for v in dataset[LABEL]} - set(index))
+    unknown = sorted({str(v) for v in column_values(dataset, LABEL)} - set(index))
     if unknown:
         raise DataError(
             f"data.{split}: labels {unknown} in {source} never occur in the training data "
@@ -46,7 +46,7 @@ def float_targets(dataset: Dataset, split: str, source: str) -> Dataset:
     """Regression targets as float32; a value that is not a number is an error naming the row."""
     from datasets import Value
 
-    for i, value in enumerate(dataset[LABEL]):
+    for i, value in enumerate(column_values(dataset, LABEL)):
         try:
             float(value)
         except (TypeError, ValueError):
@@ -73,13 +73,13 @@ def label_sets(dataset: Dataset, separator: str, split: str, source: str) -> Dat
             f"nor a '{separator}'-separated string (data.label_separator)"
         )
 
-    sets = [as_set(value, row) for row, value in enumerate(dataset[LABEL])]
+    sets = [as_set(value, row) for row, value in enumerate(column_values(dataset, LABEL))]
     return dataset.remove_columns(LABEL).add_column(LABEL, sets)
 
 
 def label_set_vocabulary(train: Dataset, source: str) -> list[str]:
     """Sorted names of every label that occurs in the training label sets (numbers numerically)."""
-    names = {name for labels in train[LABEL] for name in labels}
+    names = {name for labels in column_values(train, LABEL) for name in labels}
     if len(names) < 2:
         raise DataError(
             f"data.label: the training data in {source} has labels {sorted(names)}; multi_label needs at "
@@ -95,7 +95,7 @@ def encode_multi_hot(dataset: Dataset, names: list[str], split: str, source: str
     from datasets import List, Value
 
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({name for labels in dataset[LABEL] for name in labels} - set(index))
+    unknown = sorted({name for labels in column_values(dataset, LABEL) for name in labels} - set(index))
     if unknown:
         raise DataError(
             f"data.{split}: labels {unknown} in {source} never occur in the training data "

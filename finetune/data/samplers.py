@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from finetune.data.columns import column_values
+
 LENGTH_COLUMN = "length"  # written by `data.tokenize`
 
 
@@ -37,7 +39,7 @@ def dataset_lengths(dataset: Any) -> list[int] | None:
     names = getattr(dataset, "column_names", None)
     if not names or LENGTH_COLUMN not in names:
         return None
-    return [int(n) for n in dataset[LENGTH_COLUMN]]
+    return [int(n) for n in column_values(dataset, LENGTH_COLUMN)]
 
 
 class LengthGroupedSampler(Sampler[int]):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.data.columns import LABEL, class_names_for_ids, column_name
+from finetune.data.columns import LABEL, class_names_for_ids, column_name, column_values
 from finetune.data.files import check_readable, file_format, read_file, resolve_path, text_codec
 from finetune.data.hub import load_hub
 from finetune.data.splits import TaskData, no_data_error, split_validation
@@ -111,7 +111,7 @@ def check_sentences(dataset: Dataset, split: str, source: str) -> None:
     """Every row: a non-empty list of words and exactly one tag per word."""
     if len(dataset) == 0:
         raise DataError(f"data.{split}: {source} has no rows")
-    for row, (words, tags) in enumerate(zip(dataset[TOKENS], dataset[LABEL])):
+    for row, (words, tags) in enumerate(zip(column_values(dataset, TOKENS), column_values(dataset, LABEL))):
         if not isinstance(words, list) or not isinstance(tags, list):
             raise DataError(
                 f"data.{split}: row {row + 1} of {source}: token_classification needs a list of words "
@@ -130,13 +130,13 @@ def check_sentences(dataset: Dataset, split: str, source: str) -> None:
 
 def tag_vocabulary(train: Dataset) -> list[str]:
     """Sorted tag names found in the training data (`O` and every B-/I- tag)."""
-    return sorted({tag for tags in train[LABEL] for tag in tags})
+    return sorted({tag for tags in column_values(train, LABEL) for tag in tags})
 
 
 def encode_tags(dataset: Dataset, names: list[str], split: str, source: str) -> Dataset:
     """Tag names -> ids, checking every tag is one train has."""
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({tag for tags in dataset[LABEL] for tag in tags} - set(index))
+    unknown = sorted({tag for tags in column_values(dataset, LABEL) for tag in tags} - set(index))
     if unknown:
         raise DataError(
             f"data.{split}: tags {unknown} in {source} never occur in the training data "

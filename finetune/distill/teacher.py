@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from finetune.calibration.calibrate import CONFIG_KEY as CALIBRATION_KEY
+from finetune.data.columns import column_values
 from finetune.data.task_data import tokenize
 from finetune.distributed.processes import say
 from finetune.errors import FinetuneError
@@ -116,8 +117,8 @@ def check_same_tokenizer(
 ) -> None:
     """`distill.tokenizer: same`: both tokenizers give the same ids for the first training texts."""
     sample = train.select(range(min(TOKENIZER_SAMPLE, len(train))))
-    texts = list(sample["text"])
-    pairs = list(sample["text_pair"]) if "text_pair" in sample.column_names else None
+    texts = column_values(sample, "text")
+    pairs = column_values(sample, "text_pair") if "text_pair" in sample.column_names else None
     options = {"truncation": True, "max_length": max_length}
     ours, theirs = (t(texts, pairs, **options)["input_ids"] for t in (student, teacher))
     for text, mine, other in zip(texts, ours, theirs):

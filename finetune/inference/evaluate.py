@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.data.columns import LABEL
+from finetune.data.columns import LABEL, column_values
 from finetune.data.labels import encode_labels, encode_multi_hot, float_targets, label_sets
 from finetune.errors import FinetuneError
 from finetune.inference.predict import (
@@ -65,7 +65,7 @@ def score(
     if predictor.words:
         gold, predicted = word_level_tags(predictor, dataset, logits, encoded)
         return entity_metrics(gold, predicted)
-    labels = np.asarray(dataset[LABEL])
+    labels = np.asarray(column_values(dataset, LABEL))
     return task_metrics(
         predictor.task,
         np.stack(logits),
@@ -83,7 +83,7 @@ def word_level_tags(
     from finetune.inference.predict import word_tags
 
     names = predictor.label_names or []
-    gold = [[names[t] for t in tags] for tags in dataset[LABEL]]
+    gold = [[names[t] for t in tags] for tags in column_values(dataset, LABEL)]
     predicted = [
         [tag or "O" for tag in word_tags(predictor, row, starts)]
         for row, starts in zip(logits, encoded["word_starts"])
@@ -157,12 +157,12 @@ def figures(
     names = predictor.label_names or []
     if predictor.task == "regression":
         return [
-            plot_scatter(np.asarray(dataset[LABEL]), np.stack(logits).reshape(-1), folder / "scatter.png")
+            plot_scatter(np.asarray(column_values(dataset, LABEL)), np.stack(logits).reshape(-1), folder / "scatter.png")
         ]
     if predictor.task == "multi_label":
         chosen = (1 / (1 + np.exp(-np.stack(logits))) > predictor.threshold).astype(int)
         return [
-            plot_per_label(np.asarray(dataset[LABEL]).astype(int), chosen, names, folder / "per_label.png")
+            plot_per_label(np.asarray(column_values(dataset, LABEL)).astype(int), chosen, names, folder / "per_label.png")
         ]
     if predictor.words:
         gold, predicted = word_level_tags(predictor, dataset, logits, encoded)
@@ -177,7 +177,7 @@ def figures(
                 f"Tags ({len(flat_gold)} words)",
             )
         ]
-    gold_names = [names[i] for i in dataset[LABEL]]
+    gold_names = [names[i] for i in column_values(dataset, LABEL)]
     predicted_names = [names[int(row.argmax())] for row in logits]
     return [
         plot_confusion(

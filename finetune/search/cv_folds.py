@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.data.columns import column_values
 from finetune.errors import FinetuneError
 from finetune.recipe import Recipe, validate_recipe
 
@@ -52,7 +53,7 @@ def fold_indices(
 
 def label_values(data: TaskData) -> list[Any]:
     """The training labels as written to fold files: class names (numbers stay numbers), or floats."""
-    labels = data.train["labels"]
+    labels = column_values(data.train, "labels")
     if data.label_names is None:
         return [float(v) for v in labels]
     names = [_as_written(name) for name in data.label_names]
@@ -74,7 +75,7 @@ def write_jsonl(dataset: Dataset, labels: list[Any], rows: list[int], path: Path
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = [c for c in ("text", "text_pair") if c in dataset.column_names]
     subset = dataset.select(rows)
-    texts = {c: subset[c] for c in columns}
+    texts = {c: column_values(subset, c) for c in columns}
     with path.open("w", encoding="utf-8") as handle:
         for i, row in enumerate(rows):
             record = {c: texts[c][i] for c in columns}

@@ -14,7 +14,7 @@ from typing import Any
 
 from finetune.calibration.calibrate import calibrate_run
 from finetune.data.class_weights import weight_vector
-from finetune.data.columns import LABEL
+from finetune.data.columns import LABEL, column_values
 from finetune.data.splits import TaskData
 from finetune.data.task_data import load_task_data
 from finetune.data.tokens import token_collator, tokenize_words
@@ -117,7 +117,7 @@ def build_trainer(
     trainer = RecipeTrainer(
         recipe,
         class_weights=weight_vector(weights, data.label_names) if isinstance(weights, dict) else None,
-        train_labels=list(data.train[LABEL]) if recipe.training.sampler == "balanced" else None,
+        train_labels=column_values(data.train, LABEL) if recipe.training.sampler == "balanced" else None,
         teacher=distill_teacher(recipe, data, train_set, tokenizer),  # None without `distill:`
         model=model,
         args=training_arguments(recipe, run_dir / "checkpoints"),
@@ -190,7 +190,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
         f"data: {len(data.train):,} training and {len(data.validation):,} validation examples"
         + (f", labels {data.label_names}" if data.label_names else ", regression target")
     )
-    weighted = resolve_class_weights(recipe, data.train[LABEL], data.label_names)
+    weighted = resolve_class_weights(recipe, column_values(data.train, LABEL), data.label_names)
     recipe = weighted.recipe
     for note in weighted.notes:
         say(note)
@@ -203,7 +203,7 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     for note in resolution.notes:
         say(note)
     if task == "regression":
-        started = start_regression_at_mean(model, list(data.train[LABEL]))
+        started = start_regression_at_mean(model, column_values(data.train, LABEL))
         if started:
             say(started)
     head = list(getattr(model, "new_parameters", []))  # reinit adds its blocks; the notes name those
@@ -236,11 +236,11 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     check_evaluation_cadence(recipe, trainer.planned_steps())
     if recipe.evaluation.extra_metrics:  # what they report is known only once they run
         sample = data.validation.select(range(min(len(data.validation), 64)))
-        check_reported_metric(metric, task, data.num_labels, trainer.compute_metrics, list(sample[LABEL]))
+        check_reported_metric(metric, task, data.num_labels, trainer.compute_metrics, column_values(sample, LABEL))
     baseline = constant_baseline(
         task,
-        data.train[LABEL],
-        data.validation[LABEL],
+        column_values(data.train, LABEL),
+        column_values(data.validation, LABEL),
         data.num_labels,
         trainer.compute_metrics,
         data.label_names,

@@ -99,3 +99,14 @@ def test_empty_texts_are_counted_and_mostly_empty_is_an_error(tmp_path, capsys):
             DataError, match=r"data.text: 2 of 2 texts in column 'text' of .*blank.csv are empty"
         ):
             load(**split)
+
+
+def test_column_values_reads_whole_columns_through_selections_and_shuffles():
+    from datasets import Dataset
+
+    from finetune.data.columns import column_values
+
+    dataset = Dataset.from_dict({"text": [f"t{i}" for i in range(10)], "labels": list(range(10))})
+    picked = dataset.shuffle(seed=3).select([4, 0, 7])
+    assert column_values(picked, "labels") == [picked[i]["labels"] for i in range(3)]
+    assert isinstance(column_values(picked, "labels"), list) and column_values(dataset.select([]), "text") == []

@@ -147,6 +147,21 @@ def test_truncation_report_on_a_hand_made_split(tokenizer):
     assert fits.line() == "train: every one of 3 texts fits in max_length 16"
 
 
+def test_measuring_from_the_truncated_rows_re_tokenizes_only_those_at_max_length(tokenizer):
+    from finetune.data.task_data import tokenize
+
+    # 22, 10, 42, 3 and exactly 16 tokens: only the rows that reached 16 can be longer
+    dataset = texts_dataset([numbered(10), numbered(4), numbered(20), "short", numbered(7)])
+    truncated = tokenize(dataset, tokenizer, max_length=16)
+    seen = []
+    counting = lambda texts, *args, **kwargs: seen.extend(texts) or tokenizer(texts, *args, **kwargs)  # noqa: E731
+    counting.num_special_tokens_to_add = tokenizer.num_special_tokens_to_add
+    quick = measure(dataset, counting, max_length=16, split="train", truncated=truncated)
+    assert quick == measure(dataset, tokenizer, max_length=16, split="train")
+    assert quick.over == [6, 26] and quick.texts == 5
+    assert seen == [numbered(10), numbered(20), numbered(7)]  # not the 10- and 3-token texts
+
+
 def test_splits_are_windowed_or_truncated_as_the_recipe_says(tokenizer):
     from finetune.data.splits import TaskData
 
