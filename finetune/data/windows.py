@@ -83,7 +83,9 @@ def full_lengths(dataset: Dataset, tokenizer: Any, batch_size: int = 1000) -> li
     return lengths
 
 
-def measure(dataset: Dataset, tokenizer: Any, max_length: int, split: str, truncated: Any = None) -> LongTexts:
+def measure(
+    dataset: Dataset, tokenizer: Any, max_length: int, split: str, truncated: Any = None
+) -> LongTexts:
     """The texts of `dataset` longer than `max_length` and by how much. Given `truncated` (the same rows
     tokenized with truncation), only the rows that reached `max_length` can be longer: only those are
     tokenized again in full (on SST-2's 67k texts: none, instead of a second pass over all)."""
@@ -118,7 +120,9 @@ def check_room(dataset: Dataset, tokenizer: Any, max_length: int, stride: int, s
         )
     if not pair:
         return
-    firsts = tokenizer(column_values(dataset, "text"), add_special_tokens=False, truncation=True, max_length=UNLIMITED)
+    firsts = tokenizer(
+        column_values(dataset, "text"), add_special_tokens=False, truncation=True, max_length=UNLIMITED
+    )
     lengths = full_lengths(dataset, tokenizer)
     for row, ids in enumerate(firsts["input_ids"]):
         if lengths[row] > max_length and room - len(ids) <= stride:  # to be windowed, and no room

@@ -157,12 +157,18 @@ def figures(
     names = predictor.label_names or []
     if predictor.task == "regression":
         return [
-            plot_scatter(np.asarray(column_values(dataset, LABEL)), np.stack(logits).reshape(-1), folder / "scatter.png")
+            plot_scatter(
+                np.asarray(column_values(dataset, LABEL)),
+                np.stack(logits).reshape(-1),
+                folder / "scatter.png",
+            )
         ]
     if predictor.task == "multi_label":
         chosen = (1 / (1 + np.exp(-np.stack(logits))) > predictor.threshold).astype(int)
         return [
-            plot_per_label(np.asarray(column_values(dataset, LABEL)).astype(int), chosen, names, folder / "per_label.png")
+            plot_per_label(
+                np.asarray(column_values(dataset, LABEL)).astype(int), chosen, names, folder / "per_label.png"
+            )
         ]
     if predictor.words:
         gold, predicted = word_level_tags(predictor, dataset, logits, encoded)

@@ -236,7 +236,9 @@ def prepare(recipe: Recipe, run_dir: Path, callbacks: list[Any] | None = None) -
     check_evaluation_cadence(recipe, trainer.planned_steps())
     if recipe.evaluation.extra_metrics:  # what they report is known only once they run
         sample = data.validation.select(range(min(len(data.validation), 64)))
-        check_reported_metric(metric, task, data.num_labels, trainer.compute_metrics, column_values(sample, LABEL))
+        check_reported_metric(
+            metric, task, data.num_labels, trainer.compute_metrics, column_values(sample, LABEL)
+        )
     baseline = constant_baseline(
         task,
         column_values(data.train, LABEL),

@@ -109,4 +109,6 @@ def test_column_values_reads_whole_columns_through_selections_and_shuffles():
     dataset = Dataset.from_dict({"text": [f"t{i}" for i in range(10)], "labels": list(range(10))})
     picked = dataset.shuffle(seed=3).select([4, 0, 7])
     assert column_values(picked, "labels") == [picked[i]["labels"] for i in range(3)]
-    assert isinstance(column_values(picked, "labels"), list) and column_values(dataset.select([]), "text") == []
+    assert (
+        isinstance(column_values(picked, "labels"), list) and column_values(dataset.select([]), "text") == []
+    )
