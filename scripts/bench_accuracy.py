@@ -13,6 +13,10 @@ Arms (each run is its own process; `--jobs 2` runs two at a time with one torch 
       validation is carved from the training rows (the recipe's default 10%), the restored best
       weights are scored once with `finetune evaluate` on the dev file.
   (c) `recommended`: the same with `extends: recommended` (README, "Accuracy: defaults and the plain Trainer").
+  `restarts`: random restarts with early discarding (Dodge et al., 2020): `finetune sweep` of the
+      recommended recipe over RESTARTS seeds (recipes/sweeps/restarts.sweep.yaml's settings: the
+      first trial runs to the end, each later one is stopped at an evaluation where it is below the
+      median of the earlier ones); the best trial on the validation split is scored once on dev.
 More arms: a shipped recipe by name (`--arms plain default llrd small-data`: the data recipe
 extends recipes/NAME.yaml), or base with overrides: `--arm NAME=key=value,key=value`
 (e.g. `lr1e-4=optimizer.lr=1e-4`).
@@ -53,7 +57,8 @@ TASKS = {
     },
 }
 PLAIN = {"lr": 5e-5, "batch_size": 32, "epochs": 3, "warmup_ratio": 0.1, "weight_decay": 0.01}
-ARMS = {"plain": None, "default": "base", "recommended": "recommended"}
+ARMS = {"plain": None, "default": "base", "recommended": "recommended", "restarts": "recommended"}
+RESTARTS = 4  # seeds started per restarts run: job seed s tries 100 s + 1, ..., 100 s + RESTARTS
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -199,6 +204,36 @@ def finetune_run(task: str, data: Path, extends: str, overrides: list[str], seed
     }
 
 
+def restarts_run(task: str, data: Path, extends: str, overrides: list[str], seed: int, out: Path) -> dict:
+    """`restarts`: a sweep over RESTARTS training seeds with early discarding, the best trial on the
+    validation split scored once on the dev file."""
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = out / "recipe.yaml"
+    recipe.write_text(recipe_text(task, data, extends, seed, out / "unused"), encoding="utf-8")
+    shipped = yaml.safe_load((REPO / "recipes" / "sweeps" / "restarts.sweep.yaml").read_text(encoding="utf-8"))
+    shipped["space"] = {"training.seed": [100 * seed + i for i in range(1, RESTARTS + 1)]}
+    sweep = out / "restarts.sweep.yaml"
+    sweep.write_text(yaml.safe_dump(shipped), encoding="utf-8")
+    finetune_cli("sweep", str(recipe), str(sweep), "--output", str(out / "sweep"), *overrides)
+    with (out / "sweep" / "results.csv").open(encoding="utf-8") as handle:
+        trials = list(csv.DictReader(handle))
+    best = next(row for row in trials if row["state"] == "complete")  # best first
+    run_dir = out / "sweep" / best["run_dir"]  # relative to the sweep folder
+    finetune_cli("evaluate", str(run_dir), "--data", str(data / "dev.tsv"), "--output-dir", str(out / "dev"))
+    metrics = json.loads((out / "dev" / "evaluation.json").read_text(encoding="utf-8"))["metrics"]
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    return {
+        **{k: metrics[k] for k in ("accuracy", "f1", "pearson", "spearman") if k in metrics},
+        "epochs": results.get("epochs"),
+        "steps": results.get("steps"),
+        "lr": read_lr(run_dir),
+        "warning": (results.get("learning_check") or {}).get("verdict"),
+        "trials": {row["trial"]: row["state"] for row in trials},
+    }
+
+
 def read_lr(run_dir: Path) -> float | None:
     import yaml
 
@@ -210,6 +245,8 @@ def worker(job: dict) -> dict:
     out, data, started = Path(job["out"]), Path(job["data"]), time.time()
     if job["arm"] == "plain":
         result = plain_trainer(job["task"], data, job["seed"], out)
+    elif job["arm"] == "restarts":
+        result = restarts_run(job["task"], data, job["extends"], job["overrides"], job["seed"], out)
     else:
         result = finetune_run(job["task"], data, job["extends"], job["overrides"], job["seed"], out)
     return {**job, **result, "seconds": round(time.time() - started, 1)}
