@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast lint format bench bench-e2e bench-freezing bench-regularization bench-glue bench-accuracy bench-gpu clean
+.PHONY: setup demo test test-fast lint format bench bench-e2e bench-step-ops bench-freezing bench-regularization bench-glue bench-accuracy bench-gpu clean
 
 setup: $(STAMP)
 
@@ -42,10 +42,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_throughput.py
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_e2e.py --jobs small,medium,demo
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_step_ops.py
 
 ## Whole process, command to saved model: plain/expert Trainer scripts vs finetune train, time split (about 2 h).
 bench-e2e: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_e2e.py --jobs small,medium,demo
+
+## Where a training step's time goes, by kind of operator (torch.profiler): benchmarks/step-ops.md.
+bench-step-ops: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_step_ops.py
 
 ## On a GPU machine: plain vs expert Trainer vs finetune, BERT-base-sized, length 128, MFU (under 8 minutes).
 ## Uses the python on PATH (or PYTHON=...) and installs only what is missing (scripts/bench_gpu.sh).

@@ -212,7 +212,9 @@ def restarts_run(task: str, data: Path, extends: str, overrides: list[str], seed
     out.mkdir(parents=True, exist_ok=True)
     recipe = out / "recipe.yaml"
     recipe.write_text(recipe_text(task, data, extends, seed, out / "unused"), encoding="utf-8")
-    shipped = yaml.safe_load((REPO / "recipes" / "sweeps" / "restarts.sweep.yaml").read_text(encoding="utf-8"))
+    shipped = yaml.safe_load(
+        (REPO / "recipes" / "sweeps" / "restarts.sweep.yaml").read_text(encoding="utf-8")
+    )
     shipped["space"] = {"training.seed": [100 * seed + i for i in range(1, RESTARTS + 1)]}
     sweep = out / "restarts.sweep.yaml"
     sweep.write_text(yaml.safe_dump(shipped), encoding="utf-8")
