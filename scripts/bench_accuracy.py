@@ -192,6 +192,11 @@ def finetune_run(task: str, data: Path, extends: str, overrides: list[str], seed
     out.mkdir(parents=True, exist_ok=True)
     recipe.write_text(recipe_text(task, data, extends, seed, run_dir), encoding="utf-8")
     finetune_cli("train", str(recipe), *overrides)
+    return scored_on_dev(run_dir, data, out)
+
+
+def scored_on_dev(run_dir: Path, data: Path, out: Path) -> dict:
+    """`finetune evaluate` of a run folder, once, on the dev file; the run's own facts beside it."""
     finetune_cli("evaluate", str(run_dir), "--data", str(data / "dev.tsv"), "--output-dir", str(out / "dev"))
     metrics = json.loads((out / "dev" / "evaluation.json").read_text(encoding="utf-8"))["metrics"]
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
@@ -223,17 +228,7 @@ def restarts_run(task: str, data: Path, extends: str, overrides: list[str], seed
         trials = list(csv.DictReader(handle))
     best = next(row for row in trials if row["state"] == "complete")  # best first
     run_dir = out / "sweep" / best["run_dir"]  # relative to the sweep folder
-    finetune_cli("evaluate", str(run_dir), "--data", str(data / "dev.tsv"), "--output-dir", str(out / "dev"))
-    metrics = json.loads((out / "dev" / "evaluation.json").read_text(encoding="utf-8"))["metrics"]
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    return {
-        **{k: metrics[k] for k in ("accuracy", "f1", "pearson", "spearman") if k in metrics},
-        "epochs": results.get("epochs"),
-        "steps": results.get("steps"),
-        "lr": read_lr(run_dir),
-        "warning": (results.get("learning_check") or {}).get("verdict"),
-        "trials": {row["trial"]: row["state"] for row in trials},
-    }
+    return {**scored_on_dev(run_dir, data, out), "trials": {row["trial"]: row["state"] for row in trials}}
 
 
 def read_lr(run_dir: Path) -> float | None:
