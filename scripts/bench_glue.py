@@ -49,7 +49,9 @@ def row(task: str, results: dict) -> str:
         f"| {task} | {results['data']['train']:,} / {results['data']['validation']:,} | {results['steps']:,} "
         f"| {results['train_seconds'] / 60:.1f} | {results['train_samples_per_second']:.1f} "
         f"| {results['peak_rss_mb']:,.0f} | {metric} {before[metric]:.3f} -> **{after[metric]:.3f}** "
-        f"(best step {results['best']['step']}) | {extra} |"
+        f"(best step {results['best']['step']}) | {extra} "
+        f"| {results.get('machine', 'x86_64, 2 cores')}, {results['environment']['device']}, "
+        f"torch {results['environment']['torch']} |"
     )
 
 
@@ -65,24 +67,25 @@ def main() -> int:
         if not (args.data / FOLDERS[task] / "train.tsv").is_file():
             print(f"{FOLDERS[task]}/train.tsv not found under {args.data}; pass --data", file=sys.stderr)
             return 1
-    results = {}
+    saved = args.out / "glue.json"  # rows of tasks not run now are kept
+    results = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
+    command = shlex.join(["python", "scripts/bench_glue.py", *sys.argv[1:]])
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     with tempfile.TemporaryDirectory(prefix="bench-glue-") as scratch:
         for task in args.tasks:
             results[task] = run_recipe(task, args.data.resolve(), Path(scratch) / task)
+            results[task].update(command=command, machine=machine)
     lines = [
         "# The shipped GLUE recipes, end to end",
         "",
-        f"`{shlex.join(['python', 'scripts/bench_glue.py', *sys.argv[1:]])}`: `finetune train "
-        "recipes/glue-<task>.yaml data.dir=...` on the full training and dev files, the recipe's own settings "
-        "(MiniLM-L6). Metrics are on the dev set before training and with the restored best weights; "
-        "minutes and samples/s count training only.",
+        "`python scripts/bench_glue.py --tasks TASK`: `finetune train recipes/glue-<task>.yaml data.dir=...` "
+        "on the full training and dev files, the recipe's own settings (MiniLM-L6). Metrics are on the dev "
+        "set before training and with the restored best weights; minutes and samples/s count training only. "
+        "Each row keeps the machine and torch it ran on (a run of some tasks replaces only their rows).",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"{results[args.tasks[0]]['environment']['device']}; torch {results[args.tasks[0]]['environment']['torch']}.",
-        "",
-        "| task | train / dev rows | steps | train min | samples/s | peak RSS MB | watched metric | others |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *(row(task, result) for task, result in results.items()),
+        "| task | train / dev rows | steps | train min | samples/s | peak RSS MB | watched metric | others | machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(row(task, result) for task, result in sorted(results.items())),
         "",
     ]
     args.out.mkdir(parents=True, exist_ok=True)
