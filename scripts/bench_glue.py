@@ -2,6 +2,7 @@
 
     python scripts/bench_glue.py                    # MRPC (about 13 min on 2 quiet cores)
     python scripts/bench_glue.py --tasks mrpc stsb  # several recipes, one after another
+    python scripts/bench_glue.py --tasks sst2 --set training.epochs=1   # recipe keys changed (in the table)
 
 Each recipe runs as its own `finetune train` process on the full GLUE TSV files of `--data`, into a
 temporary folder; the table takes the validation metrics before and after training, the time and
@@ -25,7 +26,7 @@ GLUE = REPO.parent / "shared" / "data" / "glue"
 FOLDERS = {"sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B"}
 
 
-def run_recipe(task: str, data: Path, run_dir: Path) -> dict:
+def run_recipe(task: str, data: Path, run_dir: Path, overrides: list[str] | None = None) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -34,6 +35,7 @@ def run_recipe(task: str, data: Path, run_dir: Path) -> dict:
         str(REPO / "recipes" / f"glue-{task}.yaml"),
         f"data.dir={data}",
         f"output.dir={run_dir}",
+        *(overrides or []),
     ]
     print("$", shlex.join(command), flush=True)
     subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -45,8 +47,9 @@ def row(task: str, results: dict) -> str:
     before, after = results["initial_metrics"], results["final_metrics"]
     others = [k for k in after if k not in (metric, "loss")]
     extra = ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in others)
+    changed = f" ({', '.join(results['overrides'])})" if results.get("overrides") else ""
     return (
-        f"| {task} | {results['data']['train']:,} / {results['data']['validation']:,} | {results['steps']:,} "
+        f"| {task}{changed} | {results['data']['train']:,} / {results['data']['validation']:,} | {results['steps']:,} "
         f"| {results['train_seconds'] / 60:.1f} | {results['train_samples_per_second']:.1f} "
         f"| {results['peak_rss_mb']:,.0f} | {metric} {before[metric]:.3f} -> **{after[metric]:.3f}** "
         f"(best step {results['best']['step']}) | {extra} "
@@ -62,6 +65,7 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", choices=sorted(FOLDERS), default=["mrpc"])
     parser.add_argument("--data", type=Path, default=GLUE, help="GLUE folder (GLUE's own layout)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides")
     args = parser.parse_args()
     for task in args.tasks:
         if not (args.data / FOLDERS[task] / "train.tsv").is_file():
@@ -73,8 +77,8 @@ def main() -> int:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     with tempfile.TemporaryDirectory(prefix="bench-glue-") as scratch:
         for task in args.tasks:
-            results[task] = run_recipe(task, args.data.resolve(), Path(scratch) / task)
-            results[task].update(command=command, machine=machine)
+            results[task] = run_recipe(task, args.data.resolve(), Path(scratch) / task, args.set)
+            results[task].update(command=command, machine=machine, overrides=args.set)
     lines = [
         "# The shipped GLUE recipes, end to end",
         "",
