@@ -89,6 +89,8 @@ def group_of(name: str) -> str:
 
 def batches(task: dict, tokenizer: Any, count: int, max_length: int) -> list[dict]:
     """`count` length-grouped batches of 32 from the task's training file (a seeded draw)."""
+    import torch
+
     header, rows = bt.read_tsv(bt.GLUE / task["folder"] / "train.tsv")
     columns = [header.index(task["text"])] + ([header.index(task["pair"])] if task["pair"] else [])
     rows = [r for r in rows if len(r) == len(header)]
@@ -100,7 +102,7 @@ def batches(task: dict, tokenizer: Any, count: int, max_length: int) -> list[dic
     for group in groups[:count]:
         texts = [[r[c] for r in group] for c in columns]
         encoded = tokenizer(*texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        encoded["labels"] = __import__("torch").zeros(len(group), dtype=__import__("torch").long)
+        encoded["labels"] = torch.zeros(len(group), dtype=torch.long)
         made.append(dict(encoded))
     return made
 
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             "# Where a training step's time goes (MiniLM-L6, batch 32, torch.profiler)",
             "",
             f"Machine: {bt.machine()}; "
-            f"precision {precision}. Command: `python scripts/bench_step_ops.py {' '.join(argv)}`.",
+            f"precision {precision}. Command: `{' '.join(['python', 'scripts/bench_step_ops.py', *argv])}`.",
             f"Matmul ceiling (torch.matmul at MiniLM's shapes, {precision}, best shape): {ceiling:.0f} GFLOP/s.",
             "",
             table(results, ceiling),
