@@ -351,17 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each with 2/jobs torch threads)")
     parser.add_argument("--data", type=Path, default=GLUE)
     parser.add_argument("--out", type=Path, default=None, help="where the table goes (default benchmarks/)")
-    parser.add_argument("--name", default="accuracy", help="file name of the table (benchmarks/NAME.md)")
+    parser.add_argument(
+        "--name", default=None, help="file name of the table (benchmarks/NAME.md; default accuracy, or --render's)"
+    )
     parser.add_argument("--quick", action="store_true", help="1 seed, 64 rows: a smoke test")
-    parser.add_argument("--render", type=Path, help="re-draw the table of a saved NAME.json, run nothing")
+    parser.add_argument("--render", type=Path, help="re-draw NAME.md beside a saved NAME.json, run nothing")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     if args.render:
-        return write_report(
-            json.loads(args.render.read_text(encoding="utf-8")), args.render.parent, args.name
-        )
+        report = json.loads(args.render.read_text(encoding="utf-8"))
+        return write_report(report, args.render.parent, args.name or args.render.stem)
     if not (args.data / "SST-2" / "train.tsv").is_file():
         print(f"GLUE not found under {args.data}; pass --data", file=sys.stderr)
         return 1
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "arms": args.arms,
         "results": results,
     }
-    return write_report(report, args.out or (work if args.quick else REPO / "benchmarks"), args.name)
+    return write_report(report, args.out or (work if args.quick else REPO / "benchmarks"), args.name or "accuracy")
 
 
 def plan_jobs(args: argparse.Namespace, work: Path, regimes: list[str], seeds: int) -> list[dict]:
