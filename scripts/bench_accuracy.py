@@ -352,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=GLUE)
     parser.add_argument("--out", type=Path, default=None, help="where the table goes (default benchmarks/)")
     parser.add_argument(
-        "--name", default=None, help="file name of the table (benchmarks/NAME.md; default accuracy, or --render's)"
+        "--name",
+        default=None,
+        help="file name of the table (benchmarks/NAME.md; default accuracy, or --render's)",
     )
     parser.add_argument("--quick", action="store_true", help="1 seed, 64 rows: a smoke test")
     parser.add_argument("--render", type=Path, help="re-draw NAME.md beside a saved NAME.json, run nothing")
@@ -382,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         "arms": args.arms,
         "results": results,
     }
-    return write_report(report, args.out or (work if args.quick else REPO / "benchmarks"), args.name or "accuracy")
+    return write_report(
+        report, args.out or (work if args.quick else REPO / "benchmarks"), args.name or "accuracy"
+    )
 
 
 def plan_jobs(args: argparse.Namespace, work: Path, regimes: list[str], seeds: int) -> list[dict]:
