@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.render:
         report = json.loads(args.render.read_text(encoding="utf-8"))
-        return write_report(report, args.render.parent, args.name or args.render.stem)
+        return write_report(report, args.render.parent, args.name or args.render.stem, save_json=False)
     if not (args.data / "SST-2" / "train.tsv").is_file():
         print(f"GLUE not found under {args.data}; pass --data", file=sys.stderr)
         return 1
@@ -422,8 +422,8 @@ def arm_recipe(arm: str) -> str:
     return arm if (REPO / "recipes" / f"{arm}.yaml").is_file() else "base"
 
 
-def write_report(report: dict, out: Path, name: str) -> int:
-    """Print the table and write NAME.md and NAME.json (the json re-renders with --render)."""
+def write_report(report: dict, out: Path, name: str, save_json: bool = True) -> int:
+    """Print the table and write NAME.md, and NAME.json unless re-drawing one (--render reads it)."""
     results, arms = report["results"], report["arms"]
     failed = [r for r in results if "error" in r]
     lines, rows = summarize([r for r in results if "error" not in r], arms)
@@ -447,7 +447,8 @@ def write_report(report: dict, out: Path, name: str) -> int:
     print(text)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(text, encoding="utf-8")
-    (out / f"{name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if save_json:
+        (out / f"{name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(f"wrote {out / (name + '.md')}")
     return 1 if failed else 0
 
